@@ -1,0 +1,143 @@
+"""The ``attnyolo`` command line (Typer). Each command is a thin layer over the Python API.
+
+Bad input never ends in a traceback: :func:`main` turns usage errors and attnyolo's own errors into
+one line on stderr and exit code 2 (set ``ATTNYOLO_DEBUG=1`` to see the traceback).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import attnyolo
+from attnyolo.errors import AttnYoloError
+
+app = typer.Typer(
+    name="attnyolo",
+    help="Attention modules for YOLO detectors: zoo, insertion engine, weight transfer, honest experiments.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="The embedded default dataset and data YAML checks.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"attnyolo {attnyolo.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """attnyolo: add attention to YOLO, correctly, in one command."""
+
+
+@app.command()
+def doctor() -> None:
+    """Versions, device, offline set-up and folders: what to paste into a bug report."""
+    from attnyolo.doctor import report
+
+    table = Table(title="attnyolo doctor", show_header=False)
+    for key, value in report().items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@data_app.command("default")
+def data_default() -> None:
+    """Print the path of the embedded dataset's data YAML (unpacking it on first use)."""
+    from attnyolo.data import default_dataset
+
+    typer.echo(str(default_dataset()))
+
+
+@data_app.command("check")
+def data_check(data: Path = typer.Argument(..., help="An Ultralytics data YAML.")) -> None:
+    """Check a data YAML with Ultralytics' own dataset checker and print its splits and classes."""
+    from attnyolo.datasets import check_data
+
+    info = check_data(data)
+    typer.echo(f"{data}: {info['nc']} classes {list(info['names'].values())}; train={info['train']} val={info['val']}")
+
+
+@app.command()
+def demo(
+    data: Path | None = typer.Option(None, help="Data YAML (default: the embedded BCCD dataset)."),
+    model: str = typer.Option("yolov8n.yaml", help="Model YAML, trained from scratch."),
+    epochs: int = typer.Option(None, help="Training epochs (default: the demo recipe's)."),
+    imgsz: int = typer.Option(None, help="Image size (default: the demo recipe's)."),
+    project: Path = typer.Option(Path("runs/attnyolo"), help="Folder for the run folders."),
+    device: str = typer.Option("cpu", help="Ultralytics device string: cpu, 0, 0,1 ..."),
+) -> None:
+    """The main job: train a nano detector on the embedded data, validate, and print a results table."""
+    from attnyolo.demo import DemoRecipe, print_results, run_demo
+
+    recipe = DemoRecipe()
+    overrides = {"epochs": epochs, "imgsz": imgsz}
+    recipe = recipe.replace(**{k: v for k, v in overrides.items() if v is not None})
+    result = run_demo(data=data, model=model, recipe=recipe, project=project, device=device)
+    print_results([result], console)
+
+
+def _load_optional_commands() -> None:
+    # Command groups that live next to the layer they drive register themselves here.
+    from attnyolo import cli_zoo
+
+    cli_zoo.register_commands(app)
+    try:
+        cli_insert = importlib.import_module("attnyolo.cli_insert")
+    except ModuleNotFoundError as e:  # pragma: no cover - only while the engine is being written
+        if e.name != "attnyolo.cli_insert":
+            raise
+    else:
+        cli_insert.register_commands(app)
+
+
+_load_optional_commands()
+
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: run the app, print bad input as one line, return the exit code."""
+    debug = os.environ.get("ATTNYOLO_DEBUG", "") not in {"", "0"}
+    try:
+        rv = app(args=argv, prog_name="attnyolo", standalone_mode=False)
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:
+        typer.echo("attnyolo: interrupted", err=True)
+        return 130
+    except (AttnYoloError, ValueError, KeyError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+        if debug:
+            raise
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        typer.echo(f"attnyolo: error: {_one_line(str(msg))}", err=True)
+        return 2
+    except Exception as e:
+        # Usage errors from Typer's (vendored) click: matched by shape, not by import path.
+        if not (hasattr(e, "format_message") and hasattr(e, "exit_code")):
+            raise
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `attnyolo` or bare group: show its help
+            typer.echo(e.ctx.get_help() if getattr(e, "ctx", None) else e.format_message())
+            return 0
+        typer.echo(f"attnyolo: error: {_one_line(e.format_message())} (see attnyolo --help)", err=True)
+        return 2
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Offline-safe Ultralytics runtime, configured once when ``attnyolo`` is imported.
+
+Ultralytics reaches for the network in several places: a DNS probe at import (``is_online``),
+event/settings sync, auto-installing missing packages, downloading the Arial font for plots, and
+hub/platform callbacks. attnyolo must run in offline labs, so before Ultralytics is imported we set
+its own switches, as defaults that the user's environment overrides:
+
+- ``YOLO_OFFLINE=1``: ``is_online()`` returns False without a DNS probe, so no event is sent.
+- ``YOLO_AUTOINSTALL=false``: a missing package is reported, never pip-installed.
+- ``YOLO_CONFIG_DIR``: a writable folder of attnyolo's (settings, fonts), so nothing depends on the
+  user's home being writable and the user's own Ultralytics settings (API keys, loggers) stay out.
+- fonts: Ultralytics looks for ``Arial.ttf``/``Arial.Unicode.ttf`` in its config folder before
+  downloading them; we place matplotlib's bundled DejaVu Sans there under those names.
+
+Nothing here patches Ultralytics' files or functions.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+ENV_DEFAULTS = {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false"}
+FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
+
+_state: dict[str, object] = {}
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.touch()
+        probe.unlink()
+        return True
+    except OSError:
+        return False
+
+
+def cache_dir() -> Path:
+    """attnyolo's writable cache folder: ``$ATTNYOLO_HOME``, else ``$XDG_CACHE_HOME/attnyolo``, else
+    ``~/.cache/attnyolo``, else a per-user folder in the temp dir when the home is read-only."""
+    candidates = []
+    if os.environ.get("ATTNYOLO_HOME"):
+        candidates.append(Path(os.environ["ATTNYOLO_HOME"]).expanduser())
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    candidates.append(Path(xdg) / "attnyolo" if xdg else Path.home() / ".cache" / "attnyolo")
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    candidates.append(Path(tempfile.gettempdir()) / f"attnyolo-{uid}")
+    for folder in candidates:
+        if _writable(folder):
+            return folder
+    raise OSError(f"no writable cache folder for attnyolo; tried {', '.join(map(str, candidates))}; set ATTNYOLO_HOME")
+
+
+def ultralytics_config_dir() -> Path:
+    """The folder Ultralytics uses for settings and fonts (``$YOLO_CONFIG_DIR/Ultralytics``)."""
+    return Path(os.environ["YOLO_CONFIG_DIR"]).expanduser() / "Ultralytics"
+
+
+def _install_fonts(folder: Path) -> None:
+    from matplotlib import get_data_path  # matplotlib ships DejaVu; Ultralytics already depends on it
+
+    source = Path(get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in FONT_NAMES:
+        target = folder / name
+        if not target.exists():  # never overwrite a user's real font
+            tmp = target.with_suffix(".tmp")
+            shutil.copyfile(source, tmp)
+            tmp.replace(target)  # atomic: a parallel process never sees half a font
+
+
+def configure() -> dict[str, object]:
+    """Apply the offline defaults (idempotent). Returns what was set and what the user had set."""
+    if _state:
+        return _state
+    user_set = {k: os.environ[k] for k in (*ENV_DEFAULTS, "YOLO_CONFIG_DIR") if k in os.environ}
+    for key, value in ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    if "YOLO_CONFIG_DIR" not in os.environ:
+        os.environ["YOLO_CONFIG_DIR"] = str(cache_dir() / "config")
+    fonts_ok = True
+    try:
+        _install_fonts(ultralytics_config_dir())
+    except OSError:  # read-only config dir chosen by the user: plotting then needs their own fonts
+        fonts_ok = False
+    _state.update(
+        user_set=user_set,
+        offline=os.environ["YOLO_OFFLINE"].lower() in {"1", "true", "yes"},
+        autoinstall=os.environ["YOLO_AUTOINSTALL"].lower() not in {"0", "false", "no"},
+        config_dir=str(ultralytics_config_dir()),
+        fonts=fonts_ok,
+    )
+    return _state
+
+
+def status() -> dict[str, object]:
+    """What :func:`configure` did, for ``attnyolo doctor``."""
+    return dict(configure())

@@ -1,0 +1,71 @@
+"""Bad input to the CLI gives one line on stderr, a non-zero exit, and no traceback."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ATTNYOLO = Path(sys.executable).with_name("attnyolo")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([ATTNYOLO, *args], capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(out: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("attnyolo: error:")
+    assert "Traceback" not in out.stderr + out.stdout
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_unknown_command():
+    assert_one_line_error(run_cli("frobnicate"), "No such command", "frobnicate")
+
+
+def test_unknown_option():
+    assert_one_line_error(run_cli("doctor", "--frob"), "--frob")
+
+
+def test_missing_data_file(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    assert_one_line_error(run_cli("data", "check", str(missing)), str(missing), "does not exist")
+
+
+def test_data_yaml_that_is_not_yaml(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\nval: :\n")
+    assert_one_line_error(run_cli("data", "check", str(bad)), "not valid YAML")
+
+
+def test_data_yaml_that_is_binary(tmp_path):
+    bad = tmp_path / "binary.yaml"
+    bad.write_bytes(b"\xff\xfe\x00\x81garbage")
+    assert_one_line_error(run_cli("data", "check", str(bad)), str(bad))
+
+
+def test_data_yaml_without_splits(tmp_path):
+    bad = tmp_path / "nosplits.yaml"
+    bad.write_text("names: {0: a}\n")
+    assert_one_line_error(run_cli("data", "check", str(bad)), "lacks train, val")
+
+
+def test_data_yaml_pointing_to_missing_images(tmp_path):
+    bad = tmp_path / "missing_images.yaml"
+    bad.write_text(f"path: {tmp_path}\ntrain: images/train\nval: images/val\nnames: {{0: a}}\n")
+    assert_one_line_error(run_cli("data", "check", str(bad)), "rejected")
+
+
+@pytest.mark.parametrize("args", [("demo", "--data", "/definitely/not/here.yaml")])
+def test_demo_with_missing_data_fails_before_training(args):
+    assert_one_line_error(run_cli(*args), "does not exist")
+
+
+def test_valid_data_yaml_is_accepted(default_data):
+    out = run_cli("data", "check", str(default_data))
+    assert out.returncode == 0, out.stderr
+    assert "3 classes" in out.stdout and "RBC" in out.stdout

@@ -19,17 +19,21 @@ from rich.table import Table
 
 @dataclass(frozen=True)
 class DemoRecipe:
-    """One shared training recipe (small enough for 2 CPU cores in minutes)."""
+    """One shared training recipe, small enough for 2 CPU cores in minutes.
 
-    epochs: int = 15
+    From scratch (no pretrained weights exist offline), YOLOv8n on the embedded BCCD at 320 px reaches
+    a measurable mAP within about 10 epochs with Ultralytics' ``auto`` optimizer, a 1-epoch warm-up
+    and mosaic closed for the last 10 epochs (Ultralytics' default ``close_mosaic``).
+    """
+
+    epochs: int = 12
     imgsz: int = 320
     batch: int = 16
     seed: int = 0
     workers: int = 2
-    optimizer: str = "SGD"
-    lr0: float = 0.02
+    optimizer: str = "auto"
     warmup_epochs: float = 1.0
-    close_mosaic: int = 3
+    close_mosaic: int = 10
     fraction: float = 1.0  # share of the train split used (tests use less)
 
     def replace(self, **changes) -> DemoRecipe:

@@ -27,7 +27,9 @@ def check_data(data: str | Path) -> dict:
         raise DataError(f"data YAML {str(path)!r} is not valid YAML: {' '.join(str(e).split())}") from None
     if not isinstance(content, dict):
         raise DataError(f"data YAML {str(path)!r} must be a mapping with train, val and names keys")
-    missing = [k for k in ("train", "val") if k not in content] + ([] if "names" in content or "nc" in content else ["names"])
+    missing = [k for k in ("train", "val") if k not in content] + (
+        [] if "names" in content or "nc" in content else ["names"]
+    )
     if missing:
         raise DataError(f"data YAML {str(path)!r} lacks {', '.join(missing)}")
     from ultralytics.data.utils import check_det_dataset

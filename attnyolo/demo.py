@@ -108,8 +108,16 @@ def run_demo(
     train_s = time.perf_counter() - t0
     run_dir = Path(yolo.trainer.save_dir)
     best = YOLO(str(run_dir / "weights" / "best.pt"))
-    metrics = best.val(data=str(data_yaml), imgsz=recipe.imgsz, batch=recipe.batch, device=device, plots=False,
-                       project=str(run_dir), name="val", verbose=False)
+    metrics = best.val(
+        data=str(data_yaml),
+        imgsz=recipe.imgsz,
+        batch=recipe.batch,
+        device=device,
+        plots=False,
+        project=str(run_dir),
+        name="val",
+        verbose=False,
+    )
     net = best.model
     result = RunResult(
         name=Path(model).stem,
@@ -132,8 +140,15 @@ def print_results(results: list[RunResult], console: Console | None = None) -> N
     for col in ("model", "mAP50", "mAP50-95", "params", "GFLOPs", "CPU latency (ms)", "train (s)"):
         table.add_column(col, justify="right" if col != "model" else "left")
     for r in results:
-        table.add_row(r.name, f"{r.map50:.3f}", f"{r.map50_95:.3f}", f"{r.params:,}", f"{r.gflops:.2f}",
-                      f"{r.latency_ms:.1f}", f"{r.train_s:.0f}")
+        table.add_row(
+            r.name,
+            f"{r.map50:.3f}",
+            f"{r.map50_95:.3f}",
+            f"{r.params:,}",
+            f"{r.gflops:.2f}",
+            f"{r.latency_ms:.1f}",
+            f"{r.train_s:.0f}",
+        )
     console.print(table)
     for r in results:
         console.print(f"run folder ({r.name}): {r.run_dir}")

@@ -28,6 +28,7 @@ def report() -> dict[str, str]:
     else:
         device = f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
     fonts = runtime.ultralytics_config_dir()
+    auto = os.environ.get("YOLO_AUTOINSTALL")
     return {
         "attnyolo": attnyolo.__version__,
         "python": platform.python_version(),
@@ -36,7 +37,7 @@ def report() -> dict[str, str]:
         "ultralytics": _version("ultralytics"),
         "device": device,
         "offline (YOLO_OFFLINE)": f"{'active' if state['offline'] else 'OFF'} = {os.environ.get('YOLO_OFFLINE')}",
-        "auto-install (YOLO_AUTOINSTALL)": f"{'ON' if state['autoinstall'] else 'off'} = {os.environ.get('YOLO_AUTOINSTALL')}",
+        "auto-install (YOLO_AUTOINSTALL)": f"{'ON' if state['autoinstall'] else 'off'} = {auto}",
         "set by you": ", ".join(f"{k}={v}" for k, v in state["user_set"].items()) or "(nothing: attnyolo defaults)",
         "ultralytics config dir": str(state["config_dir"]),
         "local fonts": "yes" if all((fonts / n).exists() for n in runtime.FONT_NAMES) else "missing",

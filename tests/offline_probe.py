@@ -33,23 +33,37 @@ for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "create_connect
 
 work = sys.argv[1]
 if work == "--import-only":  # harness self-check: is an attempt really seen?
-    import attnyolo  # noqa: E402, F401
     import ultralytics  # noqa: E402, F401
+
+    import attnyolo  # noqa: E402, F401
 
     print(json.dumps({"attempts": attempts}))
     sys.exit(0)
-import attnyolo  # noqa: E402
-from attnyolo.data import default_dataset  # noqa: E402
 from ultralytics import YOLO  # noqa: E402
+
+from attnyolo.data import default_dataset  # noqa: E402
 
 data = default_dataset()
 model = YOLO("yolov8n.yaml")
-model.train(data=str(data), epochs=1, imgsz=128, batch=8, fraction=0.25, workers=0, device="cpu",
-            project=work, name="train", plots=True, verbose=False, amp=True)
+model.train(
+    data=str(data),
+    epochs=1,
+    imgsz=128,
+    batch=8,
+    fraction=0.25,
+    workers=0,
+    device="cpu",
+    project=work,
+    name="train",
+    plots=True,
+    verbose=False,
+    amp=True,
+)
 best = YOLO(f"{work}/train/weights/best.pt")
 metrics = best.val(data=str(data), imgsz=128, batch=8, device="cpu", plots=True, project=work, name="val")
 image = next((data.parent / "images" / "val").glob("*.jpg"))
 pred = best.predict(str(image), imgsz=128, device="cpu", save=True, project=work, name="predict")
 onnx = best.export(format="onnx", imgsz=128, opset=17, simplify=True)
-print(json.dumps({"attempts": attempts, "map50": float(metrics.box.map50), "predictions": len(pred),
-                  "onnx": str(onnx)}))
+print(
+    json.dumps({"attempts": attempts, "map50": float(metrics.box.map50), "predictions": len(pred), "onnx": str(onnx)})
+)

@@ -83,7 +83,9 @@ def test_licence_and_credit_travel_with_the_data(default_data):
 def test_concurrent_first_use_unpacks_once_and_completely(tmp_path):
     env = {**os.environ, "ATTNYOLO_HOME": str(tmp_path / "home")}
     code = "from attnyolo.data import default_dataset; print(default_dataset())"
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env) for _ in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env) for _ in range(3)
+    ]
     paths = {p.communicate(timeout=300)[0].strip() for p in procs}
     assert all(p.returncode == 0 for p in procs)
     assert len(paths) == 1

@@ -7,12 +7,12 @@ Every module in the zoo applies its attention weights through one submodule name
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-LayerType = Union[str, type, Callable[..., nn.Module], None]
+LayerType = str | type | Callable[..., nn.Module] | None
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": lambda: nn.ReLU(inplace=True),

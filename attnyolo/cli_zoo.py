@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from attnyolo.registry import CATEGORIES, describe, specs
@@ -23,26 +24,27 @@ def list_modules(
 
     names = set(available(category))
     table = Table(title=f"attnyolo zoo: {len(names)} modules" + (f" ({category})" if category else ""))
-    for col in ("name", "category", "paper", "year", "frames", "batch-1 train", "onnx"):
-        table.add_column(col)
-    for spec in specs():
-        if spec.name in names:
-            table.add_row(
-                spec.name,
-                spec.category,
-                spec.paper,
-                str(spec.year),
-                _yes(spec.needs_frames),
-                _yes(spec.batch1_train),
-                _yes(spec.onnx),
-            )
+    rows = [
+        (s.name, s.category, str(s.year), _yes(s.needs_frames), _yes(s.batch1_train), _yes(s.onnx), escape(s.paper))
+        for s in specs()
+        if s.name in names
+    ]
+    headers = ("name", "category", "year", "frames", "batch-1", "onnx")
+    widths = [max([len(col)] + [len(r[i]) for r in rows]) for i, col in enumerate(headers)]
+    for col, width in zip(headers, widths, strict=True):
+        table.add_column(col, no_wrap=True, min_width=width)
+    # Only the paper title is shortened on a narrow terminal (7 columns: 3 border characters each + 1).
+    room = max(12, console.width - sum(widths) - 3 * (len(headers) + 1) - 1)
+    table.add_column("paper", no_wrap=True)
+    for *row, paper in rows:
+        table.add_row(*row, paper if len(paper) <= room else paper[: room - 1] + "…")
     console.print(table)
 
 
 def describe_module(name: str = typer.Argument(..., help="A name from `attnyolo list`.")) -> None:
     """Show one module's spec: paper, defaults, constraints, reference."""
     spec = describe(name)
-    table = Table(title=f"{spec.name}: {spec.summary}", show_header=False)
+    table = Table(title=escape(f"{spec.name}: {spec.summary}"), show_header=False)
     rows = {
         "class": f"{spec.cls.__module__}.{spec.cls.__qualname__}",
         "category": spec.category,
@@ -58,7 +60,7 @@ def describe_module(name: str = typer.Argument(..., help="A name from `attnyolo 
     }
     for key, value in rows.items():
         if value:
-            table.add_row(key, value)
+            table.add_row(key, escape(value))
     console.print(table)
 
 

@@ -64,8 +64,8 @@ class SoftmaxGate(nn.Module):
             self.capture
             or self._forward_hooks
             or self._forward_pre_hooks
-            or _torch_module._global_forward_hooks
-            or _torch_module._global_forward_pre_hooks
+            or getattr(_torch_module, "_global_forward_hooks", None)
+            or getattr(_torch_module, "_global_forward_pre_hooks", None)
         )
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
@@ -150,7 +150,10 @@ def from_heads(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 def _pair(name: str, value) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
+    try:
+        pair = (value, value) if isinstance(value, int) else tuple(value)
+    except TypeError:
+        pair = ()
     if len(pair) != 2:
         raise ValueError(f"{name} must be an int or a pair (H, W), got {value!r}")
     for v in pair:

@@ -1,0 +1,383 @@
+"""``python -m attnyolo.bench modules``: every zoo module's training cost, side by side with its reference.
+
+For each module and input size, in one process: forward+backward time (median of ``repeat`` runs after
+``warmup``) and activation memory of ours, of the reference implementation (timm / Ultralytics, built with
+the same configuration and weights, see :mod:`attnyolo.bench.reference`) and of the memory-bound floor
+(``x * s`` with a per-channel scale: one read and one write of the map). Memory is the peak allocated
+during forward+backward on CUDA, and on CPU the bytes autograd keeps between forward and backward
+(saved tensors, parameters excluded, each storage once), which is what a training step holds per layer.
+Self-attention modules also report their memory at 1x256x80x80, through the fused kernel and with the
+attention weights observed, or the refusal their ``memory_limit_mb`` gives.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from attnyolo.bench.reference import build_reference
+from attnyolo.registry import ModuleSpec, specs
+
+Shape = tuple[int, int, int, int]
+FULL_SIZES: tuple[Shape, ...] = ((1, 256, 40, 40), (8, 128, 80, 80))
+QUICK_SIZES: tuple[Shape, ...] = ((1, 64, 16, 16), (2, 32, 24, 24))
+FULL_ATTENTION_PROBE: Shape = (1, 256, 80, 80)
+QUICK_ATTENTION_PROBE: Shape = (1, 64, 24, 24)
+
+
+class Floor(nn.Module):
+    """The memory-bound floor: ``x * s``, a per-channel scale (reads the map once, writes it once)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
+@dataclass
+class Measure:
+    seconds: float | None = None
+    mib: float | None = None
+    error: str = ""
+
+
+@dataclass
+class Row:
+    name: str
+    shape: Shape
+    ours: Measure
+    floor: Measure
+    reference: str = ""  # where the reference comes from, "" when the spec names no library
+    ref: Measure = field(default_factory=Measure)
+    weights: str = ""
+    max_abs_diff: float | None = None
+    ref_scale: float = 0.0  # largest |output| of the reference, for a relative tolerance
+
+    @property
+    def match(self) -> str:
+        if not self.reference or self.ref.error or self.max_abs_diff is None:
+            return ""
+        if self.weights.startswith("own init"):
+            return "-"
+        return "yes" if self.max_abs_diff <= 1e-4 * (1 + self.ref_scale) else f"NO ({self.max_abs_diff:.1e})"
+
+    def ratio(self, what: str, against: str) -> float | None:
+        a, b = getattr(self.ours, what), getattr(getattr(self, against), what)
+        return a / b if a and b else None
+
+
+@dataclass
+class AttentionProbe:
+    name: str
+    shape: Shape
+    fused: str
+    observed: str
+
+
+def _first(out) -> torch.Tensor:
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _step(module: nn.Module, x: torch.Tensor, grad: torch.Tensor | None = None) -> torch.Tensor:
+    y = _first(module(x))
+    y.backward(grad if grad is not None else torch.ones_like(y))
+    return y
+
+
+def time_forward_backward(
+    modules: Sequence[nn.Module], x: torch.Tensor, repeat: int = 10, warmup: int = 2
+) -> list[float]:
+    """Median seconds of one forward+backward (train mode, gradient w.r.t. ``x`` too) of each module.
+
+    The modules take turns run by run, so a load change on a shared machine hits them alike and their
+    ratios stay meaningful.
+    """
+    x = x.detach().requires_grad_()
+    grad = torch.randn_like(x)
+    times: list[list[float]] = [[] for _ in modules]
+    for i in range(warmup + repeat):
+        for module, seconds in zip(modules, times, strict=True):
+            module.zero_grad(set_to_none=True)
+            x.grad = None
+            _sync(x.device)
+            t0 = time.perf_counter()
+            _step(module, x, grad)
+            _sync(x.device)
+            if i >= warmup:
+                seconds.append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
+def activation_mib(module: nn.Module, x: torch.Tensor) -> float:
+    """MiB a forward+backward needs beyond parameters: CUDA peak, or CPU bytes saved for backward."""
+    x = x.detach().requires_grad_()
+    if x.device.type == "cuda":
+        gc.collect()
+        torch.cuda.synchronize(x.device)
+        torch.cuda.reset_peak_memory_stats(x.device)
+        base = torch.cuda.memory_allocated(x.device)
+        _step(module, x)
+        torch.cuda.synchronize(x.device)
+        return (torch.cuda.max_memory_allocated(x.device) - base) / 2**20
+    params = {p.untyped_storage().data_ptr() for p in module.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = _first(module(x))
+    y.backward(torch.ones_like(y))
+    return sum(saved.values()) / 2**20
+
+
+def _try_step(module: nn.Module, x: torch.Tensor) -> Measure:
+    """One training step to see whether the module runs on ``x``, then its activation memory."""
+    try:
+        module.train()
+        return Measure(mib=activation_mib(module, x))
+    except (ValueError, RuntimeError, AssertionError) as e:
+        return Measure(error=_short(e))
+
+
+def _short(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if "memory_limit_mb" in msg:
+        return "refused: memory_limit_mb"
+    text = f"{type(e).__name__}: {msg}" if msg else f"{type(e).__name__} at this input"
+    return text if len(text) <= 48 else text[:47] + "…"
+
+
+def _create(spec: ModuleSpec, channels: int, batch: int) -> nn.Module:
+    kwargs = {"frames": 2 if batch % 2 == 0 else 1} if spec.needs_frames else {}
+    return spec.create(channels, **kwargs)
+
+
+def bench_module(spec: ModuleSpec, shape: Shape, device: torch.device, repeat: int = 10, warmup: int = 2) -> Row:
+    """One row: ours, the reference (if any) and the floor on a ``shape`` input."""
+    b, c, h, w = shape
+    x = torch.randn(*shape, device=device)
+    floor = Floor(c).to(device)
+    row = Row(spec.name, shape, Measure(), _try_step(floor, x))
+    torch.manual_seed(0)
+    try:
+        ours = _create(spec, c, b).to(device)
+    except ValueError as e:
+        row.ours = Measure(error=_short(e))
+        row.floor.seconds = time_forward_backward([floor], x, repeat, warmup)[0]
+        return row
+    ref = None
+    try:
+        ref = build_reference(spec, ours.eval(), c, (h, w))
+    except Exception as e:  # noqa: BLE001 - a reference that cannot be built at this size is reported, not fatal
+        row.reference, row.ref = spec.reference.split()[0], Measure(error=_short(e))
+    if ref is not None:
+        row.reference, row.weights = ref.source, ref.weights
+        ref.module.to(device)
+        try:  # before any training step, which moves BatchNorm statistics by each module's own momentum
+            with torch.no_grad():
+                want = _first(ref.module.eval()(x))
+                row.max_abs_diff = (_first(ours.eval()(x)) - want).abs().max().item()
+                row.ref_scale = want.abs().max().item()
+        except Exception:  # noqa: BLE001, S110 - the training step below reports the failure
+            pass
+        row.ref = _try_step(ref.module, x)
+    row.ours = _try_step(ours, x)
+    timed = [(m, r) for m, r in ((floor, row.floor), (ours, row.ours)) if not r.error]
+    if ref is not None and not row.ref.error:
+        timed.append((ref.module, row.ref))
+    for (_, measure), seconds in zip(
+        timed, time_forward_backward([m for m, _ in timed], x, repeat, warmup), strict=True
+    ):
+        measure.seconds = seconds
+    return row
+
+
+def probe_attention(spec: ModuleSpec, shape: Shape, device: torch.device) -> AttentionProbe:
+    """Memory of a self-attention module at ``shape``: fused (weights unobserved) and with them captured."""
+    x = torch.randn(*shape, device=device)
+    results = []
+    for observed in (False, True):
+        try:
+            m = _create(spec, shape[1], shape[0]).to(device).train()
+            if observed:
+                if not hasattr(m, "capture_attention"):
+                    results.append("same (no fused path)")
+                    continue
+                m.capture_attention = True
+            results.append(f"{activation_mib(m, x):,.0f} MiB")
+        except (ValueError, RuntimeError) as e:
+            results.append(_short(e))
+    return AttentionProbe(spec.name, shape, *results)
+
+
+def run(
+    names: Sequence[str] | None = None,
+    sizes: Sequence[Shape] = FULL_SIZES,
+    probe: Shape | None = FULL_ATTENTION_PROBE,
+    repeat: int = 10,
+    warmup: int = 2,
+    device: str | torch.device | None = None,
+    progress=None,
+) -> tuple[list[Row], list[AttentionProbe]]:
+    """Benchmark ``names`` (default: the whole zoo) at every size; probe self-attention memory at ``probe``."""
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    chosen = [s for s in specs() if names is None or s.name in set(names)]
+    if names is not None:
+        unknown = sorted(set(names) - {s.name for s in chosen})
+        if unknown:
+            raise ValueError(f"unknown module(s) for --only: {', '.join(unknown)}")
+    rows, probes = [], []
+    for spec in chosen:
+        for shape in sizes:
+            if progress:
+                progress(f"{spec.name} {'x'.join(map(str, shape))}")
+            rows.append(bench_module(spec, shape, dev, repeat, warmup))
+        if probe is not None and spec.category == "self_attention":
+            if progress:
+                progress(f"{spec.name} attention memory at {'x'.join(map(str, probe))}")
+            probes.append(probe_attention(spec, probe, dev))
+    return rows, probes
+
+
+# ---- output ---------------------------------------------------------------------------------------------------
+
+
+def _fmt_ms(m: Measure) -> str:
+    return m.error or (f"{m.seconds * 1e3:,.2f}" if m.seconds is not None else "")
+
+
+def _fmt_mib(m: Measure) -> str:
+    return "" if m.error or m.mib is None else f"{m.mib:,.1f}"
+
+
+def _fmt_ratio(r: float | None) -> str:
+    return "" if r is None else f"{r:.2f}"
+
+
+def summary(rows: Sequence[Row]) -> dict[str, tuple[float, float, str] | None]:
+    """Median and worst (largest) ratio, with the worst row, for time and memory vs reference and time vs floor."""
+    out: dict[str, tuple[float, float, str] | None] = {}
+    for key, what, against in (
+        ("time ours/ref", "seconds", "ref"),
+        ("memory ours/ref", "mib", "ref"),
+        ("time ours/floor", "seconds", "floor"),
+    ):
+        pairs = [(r.ratio(what, against), r) for r in rows]
+        pairs = [(v, r) for v, r in pairs if v is not None]
+        if not pairs:
+            out[key] = None
+            continue
+        worst, row = max(pairs, key=lambda p: p[0])
+        out[key] = (statistics.median(v for v, _ in pairs), worst, f"{row.name} {'x'.join(map(str, row.shape))}")
+    return out
+
+
+def render(rows: Sequence[Row], probes: Sequence[AttentionProbe], device: str, console=None) -> None:
+    """Print the tables with rich."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    memory = "peak allocated (CUDA)" if device.startswith("cuda") else "autograd-saved activations (CPU)"
+    console.print(
+        f"[bold]attnyolo module benchmark[/]  torch {torch.__version__}  device {device}  "
+        f"torch threads {torch.get_num_threads()}  time: median forward+backward (train mode)  memory: {memory}"
+    )
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if device == "cpu" and load > cores:
+        console.print(
+            f"[yellow]load average {load:.1f} on {cores} cores: other processes share the CPU, times are noisy"
+        )
+    for shape in dict.fromkeys(r.shape for r in rows):
+        table = Table(title=f"input {'x'.join(map(str, shape))}")
+        table.add_column("module")
+        table.add_column("reference")
+        table.add_column("same output")
+        for col in ("ours ms", "ref ms", "ours/ref", "ours MiB", "ref MiB", "MiB ours/ref", "floor ms", "ours/floor"):
+            table.add_column(col, justify="right")
+        for r in (r for r in rows if r.shape == shape):
+            table.add_row(
+                r.name,
+                r.reference.rsplit(".", 1)[-1] if r.reference else "",
+                r.match,
+                _fmt_ms(r.ours),
+                _fmt_ms(r.ref) if r.reference else "",
+                _fmt_ratio(r.ratio("seconds", "ref")),
+                _fmt_mib(r.ours),
+                _fmt_mib(r.ref),
+                _fmt_ratio(r.ratio("mib", "ref")),
+                _fmt_ms(r.floor),
+                _fmt_ratio(r.ratio("seconds", "floor")),
+            )
+        console.print(table)
+    for key, value in summary(rows).items():
+        if value is None:
+            console.print(f"{key}: no pairs")
+        else:
+            console.print(f"{key}: median {value[0]:.2f}, worst {value[1]:.2f} ({value[2]})")
+    if probes:
+        table = Table(title="self-attention memory, forward+backward")
+        for col in ("module", "input", "fused (weights unobserved)", "weights observed (hook on gate)"):
+            table.add_column(col)
+        for p in probes:
+            table.add_row(p.name, "x".join(map(str, p.shape)), p.fused, p.observed)
+        console.print(table)
+
+
+def _shape(text: str) -> Shape:
+    parts = text.lower().split("x")
+    if len(parts) != 4 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"--size must look like 1x256x40x40 (BxCxHxW), got {text!r}")
+    return tuple(int(p) for p in parts)  # type: ignore[return-value]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    from rich.console import Console
+
+    parser = argparse.ArgumentParser(prog="python -m attnyolo.bench modules", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small inputs and 3 runs (a smoke test)")
+    parser.add_argument("--only", default="", help="comma-separated module names (default: the whole zoo)")
+    parser.add_argument("--repeat", type=int, default=None, help="timed runs per measurement (default 10, quick 3)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 2, quick 1)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--no-probe", action="store_true", help="skip the self-attention memory probe")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--size", action="append", type=_shape, default=None, help="input BxCxHxW (repeatable)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = [n.strip().lower() for n in args.only.split(",") if n.strip()] or None
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rows, probes = run(
+        names,
+        sizes=args.size or (QUICK_SIZES if args.quick else FULL_SIZES),
+        probe=None if args.no_probe else (QUICK_ATTENTION_PROBE if args.quick else FULL_ATTENTION_PROBE),
+        repeat=args.repeat or (3 if args.quick else 10),
+        warmup=args.warmup if args.warmup is not None else (1 if args.quick else 2),
+        device=device,
+        progress=lambda s: console.log(s) if not args.quick else None,
+    )
+    render(rows, probes, device, console)
+    return 0

@@ -1,10 +1,40 @@
-"""attnyolo: attention modules for YOLO detectors, inserted correctly and measured honestly."""
+"""attnyolo: attention modules for YOLO detectors, inserted correctly and measured honestly.
+
+``import attnyolo`` first configures Ultralytics for offline use (:mod:`attnyolo.runtime`), then registers
+the zoo with Ultralytics (:func:`attnyolo.graph.register`), so edited YAMLs and saved checkpoints build
+and load anywhere after this import.
+"""
 
 from attnyolo import runtime as _runtime
 
 _runtime.configure()  # before anything imports Ultralytics: offline, no auto-install, local font
 
 from attnyolo._version import __version__  # noqa: E402
+from attnyolo.checkpoints import load_checkpoint, load_safetensors_model, save_safetensors  # noqa: E402
+from attnyolo.graph import IndexMap, build, dump, index_map, insert, load, register, remove, replace  # noqa: E402
 from attnyolo.registry import ModuleSpec, available, create, describe  # noqa: E402
+from attnyolo.weights import TransferReport, transfer  # noqa: E402
 
-__all__ = ["ModuleSpec", "__version__", "available", "create", "describe"]
+register()
+
+__all__ = [
+    "IndexMap",
+    "ModuleSpec",
+    "TransferReport",
+    "__version__",
+    "available",
+    "build",
+    "create",
+    "describe",
+    "dump",
+    "index_map",
+    "insert",
+    "load",
+    "load_checkpoint",
+    "load_safetensors_model",
+    "register",
+    "remove",
+    "replace",
+    "save_safetensors",
+    "transfer",
+]

@@ -1,11 +1,13 @@
 """``python -m attnyolo.bench modules``: every zoo module's training cost, side by side with its reference.
 
 For each module and input size, in one process: forward+backward time (median of ``repeat`` runs after
-``warmup``) and activation memory of ours, of the reference implementation (timm / Ultralytics, built with
+``warmup``) and peak memory of ours, of the reference implementation (timm / Ultralytics, built with
 the same configuration and weights, see :mod:`attnyolo.bench.reference`) and of the memory-bound floor
-(``x * s`` with a per-channel scale: one read and one write of the map). Memory is the peak allocated
-during forward+backward on CUDA, and on CPU the bytes autograd keeps between forward and backward
-(saved tensors, parameters excluded, each storage once), which is what a training step holds per layer.
+(``x * s`` with a per-channel scale: one read and one write of the map). The modules take turns run by run,
+in a rotating order, and a time ratio is the median of the run-by-run ratios, so load changes on a shared
+machine cancel out. Memory is the peak of the tensors a forward+backward allocates beyond the input and
+the parameters (output, activations saved for backward, temporaries, gradients): CUDA's allocator peak,
+or on CPU the same bytes counted op by op (kernel-internal scratch buffers are not seen there).
 Self-attention modules also report their memory at 1x256x80x80, through the fused kernel and with the
 attention weights observed, or the refusal their ``memory_limit_mb`` gives.
 """
@@ -17,11 +19,14 @@ import os
 import statistics
 import sys
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from attnyolo.bench.reference import build_reference
 from attnyolo.registry import ModuleSpec, specs
@@ -49,6 +54,7 @@ class Measure:
     seconds: float | None = None
     mib: float | None = None
     error: str = ""
+    samples: list[float] = field(default_factory=list, repr=False)  # seconds of each timed run, in run order
 
 
 @dataclass
@@ -72,7 +78,11 @@ class Row:
         return "yes" if self.max_abs_diff <= 1e-4 * (1 + self.ref_scale) else f"NO ({self.max_abs_diff:.1e})"
 
     def ratio(self, what: str, against: str) -> float | None:
-        a, b = getattr(self.ours, what), getattr(getattr(self, against), what)
+        other: Measure = getattr(self, against)
+        if what == "seconds" and self.ours.samples and len(self.ours.samples) == len(other.samples):
+            # run i of both was timed back to back: its ratio is immune to slower load phases
+            return statistics.median(a / b for a, b in zip(self.ours.samples, other.samples, strict=True))
+        a, b = getattr(self.ours, what), getattr(other, what)
         return a / b if a and b else None
 
 
@@ -99,19 +109,21 @@ def _step(module: nn.Module, x: torch.Tensor, grad: torch.Tensor | None = None) 
     return y
 
 
-def time_forward_backward(
-    modules: Sequence[nn.Module], x: torch.Tensor, repeat: int = 10, warmup: int = 2
-) -> list[float]:
-    """Median seconds of one forward+backward (train mode, gradient w.r.t. ``x`` too) of each module.
+def time_runs(modules: Sequence[nn.Module], x: torch.Tensor, repeat: int = 10, warmup: int = 2) -> list[list[float]]:
+    """Seconds of each of ``repeat`` forward+backward runs (train mode, gradient w.r.t. ``x`` too) per module.
 
-    The modules take turns run by run, so a load change on a shared machine hits them alike and their
-    ratios stay meaningful.
+    The modules take turns run by run, so a load change on a shared machine hits them alike; the order
+    rotates every run, because the module that runs right after another one's backward pays for the memory
+    that one freed (allocator and page-fault effects of a few per cent up to 30% on CPU).
     """
     x = x.detach().requires_grad_()
     grad = torch.randn_like(x)
     times: list[list[float]] = [[] for _ in modules]
+    n = len(modules)
     for i in range(warmup + repeat):
-        for module, seconds in zip(modules, times, strict=True):
+        for j in range(n):
+            k = (i + j) % n
+            module = modules[k]
             module.zero_grad(set_to_none=True)
             x.grad = None
             _sync(x.device)
@@ -119,12 +131,61 @@ def time_forward_backward(
             _step(module, x, grad)
             _sync(x.device)
             if i >= warmup:
-                seconds.append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
+                times[k].append(time.perf_counter() - t0)
+    return times
+
+
+def time_forward_backward(
+    modules: Sequence[nn.Module], x: torch.Tensor, repeat: int = 10, warmup: int = 2
+) -> list[float]:
+    """Median seconds of one forward+backward of each module (see :func:`time_runs`)."""
+    return [statistics.median(t) for t in time_runs(modules, x, repeat, warmup)]
+
+
+class _PeakTensorBytes(TorchDispatchMode):
+    """Counts the storages that ops create while active, each until it is freed, and keeps the peak.
+
+    Storages in ``existing`` (the input, parameters, buffers) are not counted when an op returns a view of them.
+    """
+
+    def __init__(self, existing: set[int]):
+        super().__init__()
+        self.existing = existing
+        self.live: dict[int, int] = {}
+        self.current = self.peak = 0
+
+    def _free(self, key: int) -> None:
+        self.current -= self.live.pop(key, 0)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if not isinstance(t, torch.Tensor) or t.device.type == "meta":
+                continue
+            storage = t.untyped_storage()
+            key = storage.data_ptr()
+            if not key or key in self.existing or key in self.live:
+                continue
+            self.live[key] = storage.nbytes()
+            self.current += storage.nbytes()
+            self.peak = max(self.peak, self.current)
+            weakref.finalize(storage, self._free, key)  # fires when the storage itself is freed
+        return out
+
+
+def _existing_storages(module: nn.Module, x: torch.Tensor) -> set[int]:
+    tensors = [x, *module.parameters(), *module.buffers()]
+    for sub in module.modules():  # tensors kept as plain attributes (cached indices, tables)
+        tensors += [v for v in vars(sub).values() if isinstance(v, torch.Tensor)]
+    return {t.untyped_storage().data_ptr() for t in tensors}
 
 
 def activation_mib(module: nn.Module, x: torch.Tensor) -> float:
-    """MiB a forward+backward needs beyond parameters: CUDA peak, or CPU bytes saved for backward."""
+    """Peak MiB of the tensors one forward+backward allocates beyond the input, parameters and buffers.
+
+    CUDA: the allocator's peak. CPU has no allocator statistics, so every storage an op returns is
+    counted until it is freed: the output, what autograd saves, temporaries, the gradients.
+    """
     x = x.detach().requires_grad_()
     if x.device.type == "cuda":
         gc.collect()
@@ -134,19 +195,9 @@ def activation_mib(module: nn.Module, x: torch.Tensor) -> float:
         _step(module, x)
         torch.cuda.synchronize(x.device)
         return (torch.cuda.max_memory_allocated(x.device) - base) / 2**20
-    params = {p.untyped_storage().data_ptr() for p in module.parameters()}
-    saved: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in params:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        y = _first(module(x))
-    y.backward(torch.ones_like(y))
-    return sum(saved.values()) / 2**20
+    with _PeakTensorBytes(_existing_storages(module, x)) as tracker:
+        _step(module, x)
+    return tracker.peak / 2**20
 
 
 def _try_step(module: nn.Module, x: torch.Tensor) -> Measure:
@@ -182,7 +233,8 @@ def bench_module(spec: ModuleSpec, shape: Shape, device: torch.device, repeat: i
         ours = _create(spec, c, b).to(device)
     except ValueError as e:
         row.ours = Measure(error=_short(e))
-        row.floor.seconds = time_forward_backward([floor], x, repeat, warmup)[0]
+        row.floor.samples = time_runs([floor], x, repeat, warmup)[0]
+        row.floor.seconds = statistics.median(row.floor.samples)
         return row
     ref = None
     try:
@@ -204,10 +256,8 @@ def bench_module(spec: ModuleSpec, shape: Shape, device: torch.device, repeat: i
     timed = [(m, r) for m, r in ((floor, row.floor), (ours, row.ours)) if not r.error]
     if ref is not None and not row.ref.error:
         timed.append((ref.module, row.ref))
-    for (_, measure), seconds in zip(
-        timed, time_forward_backward([m for m, _ in timed], x, repeat, warmup), strict=True
-    ):
-        measure.seconds = seconds
+    for (_, measure), samples in zip(timed, time_runs([m for m, _ in timed], x, repeat, warmup), strict=True):
+        measure.samples, measure.seconds = samples, statistics.median(samples)
     return row
 
 
@@ -297,15 +347,21 @@ def render(rows: Sequence[Row], probes: Sequence[AttentionProbe], device: str, c
     from rich.table import Table
 
     console = console or Console()
-    memory = "peak allocated (CUDA)" if device.startswith("cuda") else "autograd-saved activations (CPU)"
+    memory = "peak allocated (CUDA)" if device.startswith("cuda") else "peak of tensors allocated (CPU)"
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
     console.print(
         f"[bold]attnyolo module benchmark[/]  torch {torch.__version__}  device {device}  "
-        f"torch threads {torch.get_num_threads()}  time: median forward+backward (train mode)  memory: {memory}"
+        f"torch threads {torch.get_num_threads()}  load average {load:.1f} on {cores} cores\n"
+        f"time: median forward+backward (train mode); ratios: median of run-by-run ratios  memory: {memory}"
     )
-    load, cores = os.getloadavg()[0], os.cpu_count() or 1
     if device == "cpu" and load > cores:
         console.print(
             f"[yellow]load average {load:.1f} on {cores} cores: other processes share the CPU, times are noisy"
+            + (
+                " (fewer --threads suffer less: a parallel region waits for its slowest thread)"
+                if torch.get_num_threads() > 1
+                else ""
+            )
         )
     for shape in dict.fromkeys(r.shape for r in rows):
         table = Table(title=f"input {'x'.join(map(str, shape))}")

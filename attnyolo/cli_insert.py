@@ -1,0 +1,214 @@
+"""CLI commands of the insertion engine: ``attnyolo insert`` and ``attnyolo yolo``.
+
+``register_commands(app)`` adds both to a Typer app (the main ``attnyolo`` CLI wires them in)::
+
+    attnyolo insert yolov8n.yaml cbam --where neck -o yolov8n-cbam.yaml
+    attnyolo yolo train model=yolov8n-cbam.yaml data=data.yaml epochs=1
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+from attnyolo.graph import api, placement
+from attnyolo.graph.channels import layer_channels, resolve_scale
+from attnyolo.graph.checks import probe, row_hparams
+from attnyolo.graph.errors import GraphError, UnknownModuleError
+from attnyolo.graph.layers import attention_name, is_yolov5_original, layers
+from attnyolo.graph.yaml_io import dump, flow, guess_scale, load
+from attnyolo.registry import describe
+
+
+def _fail(e: Exception) -> None:
+    typer.echo(f"attnyolo: error: {' '.join(str(e).split())}", err=True)
+    raise typer.Exit(2)
+
+
+def parse_hparams(items: list[str]) -> dict[str, Any]:
+    """``["rd_ratio=0.0625", "act_layer=relu"]`` -> ``{"rd_ratio": 0.0625, "act_layer": "relu"}`` (YAML values)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise GraphError(f"--hparam takes key=value, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def parse_where(where: str | None) -> Any:
+    """``"neck"`` stays a name; ``"12,15"`` becomes ``[12, 15]``; anything else is left for the resolver."""
+    if where is None or where.lower().replace("-", "_") in placement.NAMED:
+        return where
+    try:
+        return [int(x) for x in where.split(",") if x.strip()]
+    except ValueError:
+        return where
+
+
+def default_output(base: str, scale: str, names: list[str]) -> Path:
+    """``yolov8.yaml`` + scale ``s`` + ``[cbam]`` -> ``yolov8s-cbam.yaml``: a name from which Ultralytics'
+    ``guess_model_scale`` reads the scale back (it decides the scale ``YOLO("file.yaml")`` builds)."""
+    stem = Path(base).stem
+    if scale and guess_scale(stem) != scale:
+        unscaled = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", stem)  # yolov8n-seg -> yolov8-seg
+        stem = re.sub(r"(\d+)", rf"\g<1>{scale}", unscaled, count=1) if re.search(r"\d", unscaled) else stem
+    return Path(f"{stem}-{'-'.join(names)}.yaml")
+
+
+def _layer_params(cfg: dict, scale: str | None) -> list[int] | None:
+    """Per-layer parameter counts of the built model (``None`` when Ultralytics cannot build it)."""
+    if is_yolov5_original(cfg):
+        return None
+    from attnyolo.graph.ultralytics import build
+
+    try:
+        model = build(cfg, scale=scale)
+    except (GraphError, KeyError, TypeError, ValueError, RuntimeError):
+        return None
+    return [int(m.np) for m in model.model]
+
+
+def _short(value: Any, width: int = 28) -> str:
+    text = flow(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def layer_table(base: dict, edited: dict, index_map: api.IndexMap, scale: str | None, title: str = ""):
+    """A rich Table of ``edited``'s layers: new/old index, from (with the old one where it changed), module, args,
+    output channels and parameters at ``scale``; inserted rows marked ``+`` and highlighted."""
+    from rich.table import Table
+    from rich.text import Text
+
+    sc = resolve_scale(edited, scale)
+    channels = layer_channels(edited, sc.name or None)
+    params = _layer_params(edited, sc.name or None)
+    base_rows = layers(base)
+    old_of = index_map.inverse()
+    table = Table(
+        title=f"{title} at scale {sc.name}" if sc.name else title or None,
+        show_lines=False,
+        pad_edge=False,
+        box=None,
+        header_style="bold",
+    )
+    for col, justify in (("", "left"), ("#", "right"), ("was", "right"), ("from", "left"), ("n", "right"),
+                         ("module", "left"), ("args", "left"), ("channels", "right"), ("params", "right")):  # fmt: skip
+        table.add_column(col, justify=justify)
+    for x in layers(edited):
+        old = old_of.get(x.index)
+        inserted = old is None
+        frm = flow(x.from_)
+        if not inserted and base_rows[old].from_ != x.from_:
+            frm = f"{flow(x.from_)} <- {flow(base_rows[old].from_)}"
+        c = channels[x.index]
+        n_params: Any = params[x.index] if params is not None else None
+        if n_params is None and inserted:
+            hparams, _ = row_hparams(x.module, x.args)
+            n_params = probe(describe(attention_name(x.module)), c.c_in, hparams, f"layer {x.index}")
+        cells = (
+            "+" if inserted else "",
+            str(x.index),
+            "" if inserted else str(old),
+            frm,
+            str(x.repeats),
+            x.module,
+            _short(x.args),
+            "-" if c.kind == "head" else str(c.c_out),
+            "-" if n_params is None else f"{n_params:,}",
+        )
+        # Text, not str: "[nc]" would otherwise be read as rich markup and vanish
+        table.add_row(*(Text(c) for c in cells), style="bold green" if inserted else None)
+    return table, params
+
+
+@contextlib.contextmanager
+def _argv(args: list[str]) -> Iterator[None]:
+    # Ultralytics' entrypoint reads the module-level ARGV (a copy of sys.argv); setting it for the call keeps
+    # arguments with spaces intact, which its debug="..." string (split on spaces) would not.
+    import ultralytics.cfg as ucfg
+
+    saved = ucfg.ARGV
+    ucfg.ARGV = ["yolo", *args]
+    try:
+        yield
+    finally:
+        ucfg.ARGV = saved
+
+
+def insert_command(
+    base: str = typer.Argument(..., help="Model YAML: a path or a bare Ultralytics name (yolov8n.yaml, yolo11s.yaml)."),
+    name: str = typer.Argument(..., help="Attention name(s) from `attnyolo list`; several as cbam,se (chained)."),
+    where: str | None = typer.Option(None, "--where", "-w", help="neck (default), backbone, before_head or IDX,..."),
+    after: str | None = typer.Option(None, "--after", "-a", help="After every layer of this type (C2f, C3k2...)."),
+    scale: str | None = typer.Option(None, "--scale", "-s", help="Scale for the table and for building (n, s...)."),
+    output: str | None = typer.Option(None, "--output", "-o", help="Output YAML (default BASE-NAME.yaml; - = stdout)."),
+    hparam: list[str] = typer.Option([], "--hparam", "-p", help="Hyper-parameter key=value; repeat for more."),
+    table: bool = typer.Option(True, "--table/--no-table", help="Print the before/after layer table."),
+) -> None:
+    """Insert attention into a model YAML, renumber every reference, write the YAML, print the layer table."""
+    from rich.console import Console
+
+    try:
+        names = [n.strip() for n in name.split(",") if n.strip()]
+        base_cfg = load(base, scale=scale)
+        cfg, index_map = api.insert(base, names, parse_where(where), after=after, scale=scale, **parse_hparams(hparam))
+        text = dump(cfg)
+        console = Console(stderr=output == "-", highlight=False)
+        if not console.is_terminal:
+            console.width = max(console.width, 120)  # files and pipes get the whole table on one line per row
+        if table:
+            tbl, params = layer_table(base_cfg, cfg, index_map, scale, f"{base} + {', '.join(names)}")
+            console.print(tbl)
+            if params is not None:
+                before = _layer_params(base_cfg, scale)
+                if before is not None:
+                    delta = sum(params) - sum(before)
+                    console.print(f"params {sum(before):,} -> {sum(params):,} (+{delta:,})")
+    except (GraphError, UnknownModuleError) as e:
+        _fail(e)
+    if output == "-":
+        typer.echo(text, nl=False)
+        return
+    chosen = resolve_scale(cfg, scale).name
+    suggested = default_output(base, chosen, names)
+    out = Path(output) if output else suggested
+    out.write_text(text, encoding="utf-8")
+    console.print(f"wrote {out}  (inserted rows {list(index_map.inserted)})")
+    ultralytics_scale = guess_scale(out.name) or (next(iter(cfg["scales"])) if cfg.get("scales") else "")
+    if chosen != ultralytics_scale:
+        console.print(
+            f"note: Ultralytics takes the scale from the file name, so YOLO({out.name!r}) builds scale "
+            f"{ultralytics_scale!r}, not {chosen!r}; name the file like {suggested.name!r} "
+            f"or build with attnyolo.build(cfg, scale={chosen!r})."
+        )
+
+
+def yolo_command(ctx: typer.Context) -> None:
+    """Run the Ultralytics CLI (yolo TASK MODE key=value ...) with attnyolo's modules registered."""
+    from ultralytics.cfg import entrypoint
+
+    from attnyolo.graph.ultralytics import register
+
+    register()
+    with _argv(list(ctx.args)):
+        entrypoint()
+
+
+def register_commands(app: typer.Typer) -> None:
+    """Add ``insert`` and ``yolo`` to ``app``."""
+    app.command("insert")(insert_command)
+    app.command(
+        "yolo",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        add_help_option=False,
+    )(yolo_command)

@@ -1,0 +1,111 @@
+"""Checks that every attention row of a model YAML can be built where it sits, at every scale.
+
+For each attention row and each scale: the layer it reads must output one feature map; the zoo module is
+created for that layer's channel count (so channel constraints such as "divisible by groups" and missing
+``frames`` surface here); and a small forward pass must return the input's shape. Failures are one-line
+:class:`ShapeError` / :class:`HyperparameterError` messages naming the layer, the scale and the channels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+
+from attnyolo.graph.channels import FEATURE, layer_channels, scale_names
+from attnyolo.graph.errors import HyperparameterError, ModelYAMLError, ShapeError
+from attnyolo.registry import ModuleSpec, describe
+
+PROBE_SIZE = (8, 8)  # spatial size of the shape probe: small, non-trivial, like a stride-32 map of a 256 image
+
+
+def row_hparams(module: str, args: Any, where: str = "") -> tuple[dict, dict]:
+    """``(hparams, options)`` of an attention row's args: ``[]``, ``[{...}]`` or ``[{...}, {...}]``."""
+    if not isinstance(args, list) or len(args) > 2 or not all(isinstance(a, dict) for a in args):
+        raise ModelYAMLError(
+            f"{where}{module} args must be [], [{{hparam: value}}] or [{{hparams}}, {{options}}], got {args!r}"
+        )
+    hparams = dict(args[0]) if args else {}
+    options = dict(args[1]) if len(args) > 1 else {}
+    return hparams, options
+
+
+def check_hparams(spec: ModuleSpec, hparams: Mapping[str, Any]) -> None:
+    """Raise :class:`HyperparameterError` for hyper-parameters ``spec`` does not take, or a missing ``frames``."""
+    allowed = set(spec.defaults)
+    unknown = sorted(set(hparams) - allowed)
+    if unknown:
+        raise HyperparameterError(
+            f"{spec.name!r} has no hyper-parameter {', '.join(map(repr, unknown))}; "
+            f"it takes {', '.join(sorted(allowed)) or 'none'}"
+        )
+    if spec.needs_frames and hparams.get("frames", spec.preset.get("frames")) is None:
+        raise HyperparameterError(
+            f"{spec.name!r} is a temporal module: pass frames=T (clip length; the batch is B*T frames)"
+        )
+
+
+def _frozen(x: Any) -> Any:
+    if isinstance(x, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in x.items()))
+    if isinstance(x, list):
+        return tuple(_frozen(v) for v in x)
+    return x
+
+
+_PROBED: dict[Any, None] = {}  # (name, hparams, channels) already shown to build and keep the shape
+
+
+def probe(spec: ModuleSpec, channels: int, hparams: Mapping[str, Any], where: str) -> int:
+    """Create ``spec`` at ``channels`` and check one forward keeps the shape; returns its parameter count."""
+    try:
+        module = spec.create(channels, **hparams)
+    except (ValueError, TypeError) as e:
+        raise ShapeError(f"{where}: {spec.name!r} cannot take {channels} channels: {e}") from None
+    n_params = sum(p.numel() for p in module.parameters())
+    key = (spec.name, _frozen(dict(hparams)), channels)
+    if key in _PROBED:
+        return n_params
+    batch = int(hparams.get("frames", spec.preset.get("frames", 1)) or 1) if spec.needs_frames else 1
+    x = torch.randn(batch, channels, *PROBE_SIZE)
+    try:
+        with torch.no_grad():
+            y = module.eval()(x)
+    except Exception as e:  # noqa: BLE001 - any failure here means "cannot sit at this place"
+        raise ShapeError(f"{where}: {spec.name!r} fails on a {tuple(x.shape)} feature map: {e}") from None
+    if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+        got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ShapeError(f"{where}: {spec.name!r} would change the shape {tuple(x.shape)} -> {got}")
+    _PROBED[key] = None
+    return n_params
+
+
+def check_attention_rows(cfg: Mapping, scales: Iterable[str | None] | None = None, ch_in: int = 3) -> None:
+    """Check every attention row of ``cfg`` at each of ``scales`` (default: every scale the YAML defines)."""
+    from attnyolo.graph.layers import attention_name, layers
+
+    rows = [x for x in layers(cfg) if attention_name(x.module) is not None]
+    if not rows:
+        return
+    specs = {}
+    for x in rows:
+        where = f"layer {x.index}: "
+        spec = describe(attention_name(x.module))
+        hparams, _ = row_hparams(x.module, x.args, where)
+        check_hparams(spec, hparams)
+        if isinstance(x.from_, list):
+            raise ModelYAMLError(f"{where}{x.module} reads one layer; its 'from' must be an int, got {x.from_!r}")
+        specs[x.index] = (spec, hparams)
+    for scale in list(scales) if scales is not None else (scale_names(cfg) or [None]):
+        info = layer_channels(cfg, scale, ch_in)
+        for x in rows:
+            spec, hparams = specs[x.index]
+            source = x.inputs[0]
+            at = f"layer {x.index} ({x.module}" + (f", scale {scale}" if scale else "") + ")"
+            if source >= 0 and info[source].kind != FEATURE:
+                raise ShapeError(
+                    f"{at}: layer {source} ({info[source].module}) does not output one feature map "
+                    f"(channels {info[source].c_out!r}); an attention cannot follow it"
+                )
+            probe(spec, info[x.index].c_in, hparams, at)

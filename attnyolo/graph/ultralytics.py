@@ -1,0 +1,274 @@
+"""Plugging the zoo into Ultralytics: name resolution, one documented hook, and model building.
+
+How Ultralytics finds a module: ``ultralytics.nn.tasks.parse_model`` reads each YAML row ``[from, n, module,
+args]`` and looks the module name up with ``globals()[module]`` in ``ultralytics.nn.tasks``. :func:`register`
+therefore sets one adapter class per zoo entry as an attribute of that module, named ``ay_<name>``
+(``ay_cbam``), a prefix no Ultralytics or torch class uses (Ultralytics has its own ``CBAM``, ``PSA``,
+``Attention``...).
+
+The one hook, and why: for a module it does not know, parse_model passes the row's ``args`` unchanged, so an
+attention cannot learn its input channels from ``args`` alone; the YAML would have to carry a channel count
+per scale, which is the bug this package removes. parse_model does evaluate a string argument that names
+one of its local variables (``args[j] = locals()[a]``: that is how ``nc`` becomes the class count). So
+:func:`register` replaces ``ultralytics.nn.tasks.parse_model`` with a thin wrapper that, for attnyolo rows
+only, prepends the strings ``"ch"`` and ``"f"`` to a copy of the row's args and calls the original; the
+adapter receives Ultralytics' own channel list and the row's ``from`` and reads ``c1 = ch[f]``. Nothing of
+parse_model is copied, no Ultralytics file is edited, the model's ``yaml`` keeps the clean rows, and
+``DetectionModel`` & co. pick the wrapper up because they look ``parse_model`` up at call time.
+
+Checkpoints: an adapter pickles as ``attnyolo.graph.ultralytics.ay_<name>``; this module creates that class
+on first access (module ``__getattr__``), so unpickling a saved model imports attnyolo and finds it in a
+fresh process. :func:`register` also adds the adapters and the zoo's classes to torch's safe globals, so
+loading with ``ULTRALYTICS_SAFE_LOAD=1`` (``weights_only=True``) accepts them like Ultralytics' own layers.
+
+Adapter row format: ``[-1, 1, ay_<name>, []]`` or ``[-1, 1, ay_<name>, [{hparam: value}]]``; an optional
+second dict is reserved for adapter options (none yet; an ``identity_start`` flag can go there, with the
+adapter owning its gamma, without changing the YAML format).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from attnyolo.graph.errors import BuildError, ShapeError
+from attnyolo.graph.layers import ROW_PREFIX, attention_name, is_yolov5_original, layers
+from attnyolo.registry import available, describe
+
+_SYMBOLS = ("ch", "f")  # parse_model locals handed to attnyolo rows: channel list so far, the row's from
+_HOOK_MARK = "__attnyolo_hook__"
+
+
+class AttentionLayer(nn.Module):
+    """A zoo attention as one Ultralytics layer; subclasses ``ay_<name>`` fix the zoo name.
+
+    Args:
+        ch: Ultralytics' list of output channels of the layers built so far (``[c_in]`` at layer 0),
+            handed over by the parse_model hook; only ``ch[f]`` is read, the list is never kept.
+        f: the row's ``from`` (an int: an attention reads one feature map).
+        hparams: the zoo module's hyper-parameters (``{rd_ratio: 0.0625}``); defaults are the paper's.
+        options: adapter options; none are defined yet (reserved for e.g. ``identity_start``).
+    """
+
+    attention: ClassVar[str] = ""
+    OPTIONS: ClassVar[frozenset] = frozenset()
+
+    def __init__(self, ch: Any = None, f: Any = None, hparams: Mapping | None = None, options: Mapping | None = None):
+        super().__init__()
+        name = type(self).__name__
+        if not isinstance(ch, list):
+            raise BuildError(
+                f"{name} needs its input channels from Ultralytics: call attnyolo.register() (or import attnyolo) "
+                "before Ultralytics builds a model that contains it"
+            )
+        if isinstance(f, list) or not isinstance(f, int):
+            raise BuildError(f"{name} reads exactly one layer; its 'from' must be an int, got {f!r}")
+        c1 = ch[f]
+        if not isinstance(c1, int):
+            raise ShapeError(f"{name} cannot follow a layer that outputs several tensors (channels {c1!r})")
+        hparams, options = dict(hparams or {}), dict(options or {})
+        unknown = sorted(set(options) - self.OPTIONS)
+        if unknown:
+            raise BuildError(f"{name}: unknown adapter option(s) {unknown}; known: {sorted(self.OPTIONS) or 'none'}")
+        self.channels = c1
+        self.attn = describe(self.attention).create(c1, **hparams)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x)
+
+    def extra_repr(self) -> str:
+        return f"{self.attention!r}, channels={self.channels}"
+
+
+_ADAPTERS: dict[str, type[AttentionLayer]] = {}
+_SAFE: set[type] = set()  # classes already given to torch.serialization.add_safe_globals
+
+
+def class_name(attention: str) -> str:
+    """Python/YAML name of the adapter of zoo entry ``attention`` (``"cbam"`` -> ``"ay_cbam"``)."""
+    name = ROW_PREFIX + re.sub(r"\W", "_", attention)
+    if not name.isidentifier():
+        raise BuildError(f"zoo name {attention!r} does not make a valid adapter name")
+    return name
+
+
+def adapter_class(attention: str) -> type[AttentionLayer]:
+    """The adapter class ``ay_<attention>``, created once, importable as this module's attribute."""
+    spec = describe(attention)  # unknown names raise with the closest names
+    name = class_name(spec.name)
+    cls = _ADAPTERS.get(name)
+    if cls is None:
+        doc = f"Ultralytics layer for attnyolo's {spec.name!r} ({spec.paper}, {spec.year}); see AttentionLayer."
+        cls = type(name, (AttentionLayer,), {"attention": spec.name, "__module__": __name__, "__doc__": doc})
+        cls.__qualname__ = name
+        _ADAPTERS[name] = cls
+        setattr(sys.modules[__name__], name, cls)  # pickle finds classes by module attribute
+    return cls
+
+
+def __getattr__(name: str) -> Any:
+    # Unpickling a checkpoint asks this module for ay_<name> before anything registered it.
+    if name.startswith(ROW_PREFIX):
+        for attention in available():
+            if class_name(attention) == name:
+                return adapter_class(attention)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _tasks():
+    import ultralytics.nn.tasks as tasks
+
+    return tasks
+
+
+def _with_channel_symbols(d: Mapping) -> dict:
+    """A copy of model dict ``d`` whose attnyolo rows get ``"ch", "f"`` prepended to their args."""
+    tasks = _tasks()
+    out = dict(d)
+    for section in ("backbone", "head"):
+        rows = []
+        for row in d.get(section) or []:
+            attention = attention_name(row[2]) if isinstance(row, (list, tuple)) and len(row) == 4 else None
+            if attention is not None:
+                cls = adapter_class(attention)
+                setattr(tasks, row[2], cls)  # a name registered after register() still resolves
+                row = [row[0], row[1], row[2], [*_SYMBOLS, *copy.deepcopy(row[3])]]
+            rows.append(row)
+        out[section] = rows
+    return out
+
+
+def _wrap(original):
+    def parse_model(d, ch, verbose=True):
+        """attnyolo's hook around Ultralytics' parse_model: hands attnyolo rows their input channels
+        (see :mod:`attnyolo.graph.ultralytics`), then calls the original unchanged."""
+        return original(_with_channel_symbols(d), ch, verbose)
+
+    parse_model.__wrapped__ = original
+    setattr(parse_model, _HOOK_MARK, True)
+    return parse_model
+
+
+def _zoo_classes() -> list[type]:
+    # every nn.Module class the zoo defines (modules' parts included), for torch's weights_only allow-list
+    out = []
+    for name, module in list(sys.modules.items()):
+        if name == "attnyolo.attention" or name.startswith("attnyolo.attention."):
+            out += [
+                v
+                for v in vars(module).values()
+                if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == name
+            ]
+    return out
+
+
+def register() -> None:
+    """Make every zoo entry buildable by Ultralytics (idempotent; ``import attnyolo`` may call it).
+
+    Sets ``ultralytics.nn.tasks.ay_<name>`` for each zoo name, installs the parse_model hook once, and adds
+    the adapter and zoo classes to torch's safe globals for ``weights_only`` checkpoint loading.
+    """
+    tasks = _tasks()
+    for attention in available():
+        cls = adapter_class(attention)
+        setattr(tasks, cls.__name__, cls)
+    if not getattr(tasks.parse_model, _HOOK_MARK, False):
+        tasks.parse_model = _wrap(tasks.parse_model)
+    if hasattr(torch.serialization, "add_safe_globals"):
+        new = [c for c in (AttentionLayer, *_ADAPTERS.values(), *_zoo_classes()) if c not in _SAFE]
+        _SAFE.update(new)
+        torch.serialization.add_safe_globals(new)
+
+
+def is_registered() -> bool:
+    """True once :func:`register` has installed the parse_model hook in this process."""
+    return "ultralytics.nn.tasks" in sys.modules and bool(getattr(_tasks().parse_model, _HOOK_MARK, False))
+
+
+# The model class for a YAML: a few heads need their own class (as YOLO() picks them), else the task's.
+HEAD_MODEL_CLASS = {
+    "RTDETRDecoder": "RTDETRDetectionModel",
+    "WorldDetect": "WorldModel",
+    "YOLOEDetect": "YOLOEModel",
+    "YOLOESegment": "YOLOESegModel",
+    "YOLOESegment26": "YOLOESegModel",
+}
+TASK_MODEL_CLASS = {
+    "detect": "DetectionModel",
+    "segment": "SegmentationModel",
+    "pose": "PoseModel",
+    "obb": "OBBModel",
+    "classify": "ClassificationModel",
+    "semantic": "SemanticSegmentationModel",
+    "depth": "DepthModel",
+}
+
+
+def model_class(cfg: Mapping) -> type[nn.Module]:
+    """The Ultralytics model class that builds ``cfg`` (DetectionModel, SegmentationModel, ...)."""
+    tasks = _tasks()
+    head = layers(cfg)[-1].module
+    name = HEAD_MODEL_CLASS.get(head) or TASK_MODEL_CLASS.get(tasks.guess_model_task(dict(cfg)) or "detect")
+    return getattr(tasks, name)
+
+
+def _check_modules(cfg: Mapping) -> None:
+    tasks = _tasks()
+    known = [k for k, v in vars(tasks).items() if isinstance(v, type)]
+    for layer in layers(cfg):
+        m = layer.module
+        if attention_name(m) is not None:
+            adapter_class(attention_name(m))
+            continue
+        if m.startswith("nn."):
+            ok = isinstance(getattr(nn, m[3:], None), type)
+        elif m.startswith("torchvision.ops."):
+            import torchvision
+
+            ok = hasattr(torchvision.ops, m[16:])
+        else:
+            ok = isinstance(getattr(tasks, m, None), type)
+        if not ok:
+            zoo = [class_name(a) for a in available()]
+            close = difflib.get_close_matches(m, known, n=3, cutoff=0.6)
+            close += difflib.get_close_matches(ROW_PREFIX + m.lower(), zoo, n=2, cutoff=0.8)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise BuildError(
+                f"layer {layer.index}: module {m!r} is neither an Ultralytics, torch nor attnyolo module{hint}"
+            )
+
+
+def build(cfg: Any, nc: int | None = None, scale: str | None = None, verbose: bool = False, ch: int = 3) -> nn.Module:
+    """Build the task's Ultralytics model (``DetectionModel``, ``SegmentationModel``...) from a model YAML.
+
+    Args:
+        cfg: a path, a bare Ultralytics name or a dict (an edited one from :func:`attnyolo.insert`).
+        nc: number of classes (overrides the YAML's ``nc``).
+        scale: ``"n"``, ``"s"``... (default: the YAML's ``scale``, else its first scale).
+        verbose: print Ultralytics' layer table.
+        ch: input channels.
+    """
+    from attnyolo.graph.channels import resolve_scale
+    from attnyolo.graph.checks import check_attention_rows
+    from attnyolo.graph.yaml_io import load
+
+    d = load(cfg, scale=scale)
+    if is_yolov5_original(d):
+        raise BuildError(
+            "this is the original YOLOv5 format (anchors:, Detect [nc, anchors]): attnyolo edits it, but Ultralytics "
+            "builds only its YOLOv5u YAMLs (yolov5nu.yaml...); build it with the yolov5 repository's own code"
+        )
+    register()
+    _check_modules(d)
+    sc = resolve_scale(d, scale)
+    if sc.name:
+        d["scale"] = sc.name  # explicit, so parse_model does not warn and guess
+    check_attention_rows(d, scales=[sc.name or None], ch_in=ch)
+    return model_class(d)(d, ch=ch, nc=nc, verbose=verbose)

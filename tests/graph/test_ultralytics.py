@@ -1,0 +1,279 @@
+"""Registration into Ultralytics, the parse_model hook, building, checkpoints, and one-line build errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from _graph_helpers import FIXTURES, n_params
+from torch import nn
+
+import attnyolo
+import attnyolo.graph as g
+from attnyolo import registry
+from attnyolo.graph import ultralytics as ay_ultra
+from attnyolo.graph.layers import layers
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    import ultralytics.nn.tasks as tasks
+
+    g.register()
+    return tasks
+
+
+def test_register_is_idempotent_and_wraps_parse_model_once(tasks):
+    hook = tasks.parse_model
+    g.register()
+    g.register()
+    assert tasks.parse_model is hook
+    assert not hasattr(hook.__wrapped__, "__wrapped__")  # the original, not a wrapper of a wrapper
+
+
+def test_every_zoo_name_resolves_in_ultralytics_namespace_under_a_prefix_it_never_uses(tasks):
+    ours = {k for k, v in vars(tasks).items() if k.startswith("ay_")}
+    assert ours == {ay_ultra.class_name(n) for n in attnyolo.available()}
+    assert all(issubclass(getattr(tasks, k), ay_ultra.AttentionLayer) for k in ours)
+    ultralytics_own = {k for k, v in vars(tasks).items() if isinstance(v, type) and k not in ours}
+    assert {"Detect", "C2f", "PSA"} <= ultralytics_own  # sanity: their namespace is the one inspected
+    assert not any(k.lower().startswith("ay_") for k in ultralytics_own)
+
+
+def test_adapter_reads_ultralytics_own_channel_count():
+    cfg, _ = g.insert("yolov8s.yaml", "cbam", where=[15])
+    model = g.build(cfg)
+    layer = model.model[16]
+    assert type(layer).__name__ == "ay_cbam" and layer.channels == model.model[15].cv2.conv.out_channels == 128
+
+
+def test_built_model_keeps_the_clean_rows_and_the_record_in_model_yaml():
+    cfg, _ = g.insert("yolov8n.yaml", "cbam", rd_ratio=0.25)
+    model = g.build(cfg)
+    assert model.yaml["head"] == cfg["head"] and model.yaml["backbone"] == cfg["backbone"]
+    assert model.yaml["attnyolo"] == cfg["attnyolo"]
+    assert cfg["head"][6] == [-1, 1, "ay_cbam", [{"rd_ratio": 0.25}]]
+
+
+def test_hparams_reach_the_zoo_module():
+    cfg, _ = g.insert("yolov8n.yaml", "se", where=[15], rd_ratio=0.5)
+    model = g.build(cfg)
+    assert n_params(model.model[16].attn) == n_params(attnyolo.create("se", 64, rd_ratio=0.5))
+
+
+def test_yolo_class_builds_an_edited_yaml_file(tmp_path):
+    from ultralytics import YOLO
+
+    cfg, _ = g.insert("yolov8n.yaml", "eca")
+    path = tmp_path / "yolov8n-eca.yaml"
+    g.dump(cfg, path)
+    model = YOLO(str(path))
+    assert [type(m).__name__ for m in model.model.model[16:25:4]] == ["ay_eca"] * 3
+
+
+def test_without_the_hook_the_adapter_says_how_to_fix_it(tasks):
+    cfg, _ = g.insert("yolov8n.yaml", "eca")
+    with pytest.raises(g.BuildError, match="call attnyolo.register"):
+        tasks.parse_model.__wrapped__(cfg, ch=3, verbose=False)
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [
+        ("yolov8n.yaml", "DetectionModel"),
+        ("yolov8n-seg.yaml", "SegmentationModel"),
+        ("yolo11n-pose.yaml", "PoseModel"),
+        ("yolo11n-obb.yaml", "OBBModel"),
+        ("yolov8n-cls.yaml", "ClassificationModel"),
+        ("yolov8s-worldv2.yaml", "WorldModel"),
+        ("rtdetr-l.yaml", "RTDETRDetectionModel"),
+    ],
+)
+def test_build_returns_the_task_model_class(name, cls):
+    assert ay_ultra.model_class(g.load(name)).__name__ == cls
+
+
+def test_build_overrides_the_class_count():
+    model = g.build(g.insert("yolov8n.yaml", "eca")[0], nc=3)
+    assert model.model[-1].nc == 3 and model.yaml["nc"] == 3
+
+
+def test_build_does_not_modify_its_input():
+    cfg, _ = g.insert("yolov8n.yaml", "eca")
+    before = repr(cfg)
+    g.build(cfg, nc=3, scale="s")
+    assert repr(cfg) == before
+
+
+def test_one_edited_yaml_builds_at_every_scale_with_the_right_channels():
+    cfg, _ = g.insert("yolov8n.yaml", "se", where=[21])
+    widths = {}
+    for scale in ("n", "s", "m"):
+        widths[scale] = g.build(cfg, scale=scale).model[22].channels
+    # C2f [1024] with (width, max_channels) n (0.25, 1024), s (0.5, 1024), m (0.75, 768)
+    assert widths == {"n": 256, "s": 512, "m": 576}
+
+
+def test_unknown_module_in_a_hand_made_yaml_is_a_one_line_build_error():
+    with pytest.raises(g.BuildError, match=r"layer 16: module 'CBAM' is neither .*did you mean .*ay_cbam") as e:
+        g.build(FIXTURES / "yolov8-cbam-community.yaml")
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_scale_is_refused():
+    with pytest.raises(g.ScaleError, match="unknown scale 'q'; this YAML defines n, s, m, l, x"):
+        g.build("yolov8.yaml", scale="q")
+    with pytest.raises(g.ScaleError, match="no 'scales'"):
+        g.insert("yolov9t.yaml", "se", scale="s")
+
+
+class _Grow(nn.Module):
+    """A fake 'attention' that doubles the channels: must be refused as not shape-preserving."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, 2 * channels, 1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class _Triple(nn.Module):
+    """A fake attention that needs channels divisible by 3 (no YOLO width is)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        if channels % 3:
+            raise ValueError(f"channels={channels} must be divisible by 3")
+
+    def forward(self, x):
+        return x
+
+
+class _Clip(nn.Module):
+    """A fake temporal module."""
+
+    def __init__(self, channels: int, frames: int | None = None):
+        super().__init__()
+        self.frames = frames
+
+    def forward(self, x):
+        return x
+
+
+@pytest.fixture
+def fake_zoo(monkeypatch):
+    registry._load_zoo()
+    for name, cls, extra in (
+        ("t_grow", _Grow, {}),
+        ("t_triple", _Triple, {}),
+        ("t_clip", _Clip, {"needs_frames": True}),
+    ):
+        spec = registry.ModuleSpec(name=name, cls=cls, category="channel", paper="test", year=2024, **extra)
+        monkeypatch.setitem(registry._REGISTRY, name, spec)
+
+
+def test_a_module_that_changes_the_shape_is_refused(fake_zoo):
+    with pytest.raises(g.ShapeError, match=r"'t_grow' would change the shape \(1, 64, 8, 8\) -> \(1, 128, 8, 8\)"):
+        g.insert("yolov8n.yaml", "t_grow", where=[15])
+
+
+def test_a_channel_constraint_is_reported_with_layer_scale_and_channels(fake_zoo):
+    with pytest.raises(g.ShapeError, match=r"layer 16 \(ay_t_triple, scale n\): 't_triple' cannot take 64 channels"):
+        g.insert("yolov8n.yaml", "t_triple", where=[15])
+
+
+def test_a_temporal_module_without_frames_is_refused(fake_zoo):
+    with pytest.raises(g.HyperparameterError, match="temporal module: pass frames=T"):
+        g.insert("yolov8n.yaml", "t_clip")
+    cfg, _ = g.insert("yolov8n.yaml", "t_clip", frames=4)
+    assert layers(cfg)[16].args == [{"frames": 4}]
+
+
+def test_unknown_attention_lists_the_closest_names():
+    with pytest.raises(g.UnknownModuleError, match="unknown attention 'cbamm'; did you mean cbam"):
+        g.insert("yolov8n.yaml", "cbamm")
+
+
+def test_unknown_hyperparameter_lists_the_accepted_ones():
+    with pytest.raises(g.HyperparameterError, match="'se' has no hyper-parameter 'ratio'; it takes .*rd_ratio"):
+        g.insert("yolov8n.yaml", "se", ratio=4)
+
+
+def test_an_attention_after_a_multi_tensor_layer_is_refused():
+    with pytest.raises(g.ShapeError, match=r"layer 10 \(CBLinear\) does not output one feature map"):
+        g.insert("yolov9e.yaml", "se", where=[10])
+
+
+def _run(code: str, tmp_path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, "YOLO_OFFLINE": "1", **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def saved_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "edited.pt"
+    cfg, _ = g.insert("yolov8n.yaml", ["cbam", "eca"])
+    model = g.build(cfg, nc=3)
+    torch.save({"model": model}, path)
+    with torch.no_grad():
+        expected = model.eval()(torch.ones(1, 3, 64, 64))[0]
+    return path, expected
+
+
+def test_checkpoint_loads_in_a_fresh_process_that_never_imported_attnyolo(saved_checkpoint, tmp_path):
+    path, expected = saved_checkpoint
+    torch.save(expected, tmp_path / "expected.pt")
+    result = _run(
+        f"""
+        import sys, torch
+        from ultralytics.nn.tasks import torch_safe_load
+        ckpt, _ = torch_safe_load({str(path)!r})
+        model = ckpt["model"].eval()
+        assert "attnyolo" in sys.modules  # unpickling imported it to find ay_cbam
+        assert type(model.model[16]).__name__ == "ay_cbam"
+        torch.testing.assert_close(model(torch.ones(1, 3, 64, 64))[0], torch.load("expected.pt"))
+        print("ok")
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
+def test_safe_weights_only_loading_accepts_the_zoo_after_import_attnyolo(saved_checkpoint, tmp_path):
+    path, _ = saved_checkpoint
+    result = _run(
+        f"""
+        import attnyolo, attnyolo.graph
+        attnyolo.graph.register()
+        from ultralytics.nn.tasks import torch_safe_load
+        ckpt, _ = torch_safe_load({str(path)!r}, safe_only=True)
+        print(type(ckpt["model"].model[17]).__name__)
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0 and result.stdout.strip().endswith("ay_eca"), result.stderr[-2000:]
+
+
+def test_safe_loading_without_registration_fails_with_ultralytics_clear_error(saved_checkpoint, tmp_path):
+    path, _ = saved_checkpoint
+    result = _run(
+        f"""
+        from ultralytics.nn.tasks import torch_safe_load
+        torch_safe_load({str(path)!r}, safe_only=True)
+        """,
+        tmp_path,
+    )
+    assert result.returncode != 0 and "references types outside the supported" in result.stderr

@@ -38,6 +38,9 @@ def report() -> dict[str, str]:
         "device": device,
         "offline (YOLO_OFFLINE)": f"{'active' if state['offline'] else 'OFF'} = {os.environ.get('YOLO_OFFLINE')}",
         "auto-install (YOLO_AUTOINSTALL)": f"{'ON' if state['autoinstall'] else 'off'} = {auto}",
+        "import order": "ultralytics imported BEFORE attnyolo: offline defaults not applied"
+        if state["ultralytics_imported_first"]
+        else "ok (attnyolo configured Ultralytics before it loaded)",
         "set by you": ", ".join(f"{k}={v}" for k, v in state["user_set"].items()) or "(nothing: attnyolo defaults)",
         "ultralytics config dir": str(state["config_dir"]),
         "local fonts": "yes" if all((fonts / n).exists() for n in runtime.FONT_NAMES) else "missing",

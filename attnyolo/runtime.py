@@ -12,14 +12,19 @@ its own switches, as defaults that the user's environment overrides:
 - fonts: Ultralytics looks for ``Arial.ttf``/``Arial.Unicode.ttf`` in its config folder before
   downloading them; we place matplotlib's bundled DejaVu Sans there under those names.
 
-Nothing here patches Ultralytics' files or functions.
+Nothing here patches Ultralytics' files or functions. Ultralytics reads these switches once, when it is
+first imported, so ``import attnyolo`` must come before ``import ultralytics`` (isort puts third-party
+imports first: keep ``import attnyolo`` on top or set the variables in the environment). When Ultralytics
+was imported first, :func:`configure` still places the fonts in the folder Ultralytics chose and warns.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 ENV_DEFAULTS = {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false"}
@@ -78,20 +83,36 @@ def configure() -> dict[str, object]:
     if _state:
         return _state
     user_set = {k: os.environ[k] for k in (*ENV_DEFAULTS, "YOLO_CONFIG_DIR") if k in os.environ}
+    late = sys.modules.get("ultralytics.utils")  # Ultralytics already read its switches
     for key, value in ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
     if "YOLO_CONFIG_DIR" not in os.environ:
         os.environ["YOLO_CONFIG_DIR"] = str(cache_dir() / "config")
+    font_dir = Path(late.USER_CONFIG_DIR) if late is not None else ultralytics_config_dir()
+    if late is not None:
+        warnings.warn(
+            "ultralytics was imported before attnyolo, so its offline switches (YOLO_OFFLINE, YOLO_AUTOINSTALL, "
+            "YOLO_CONFIG_DIR) were read without attnyolo's defaults; import attnyolo first, or set them in the "
+            "environment",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     fonts_ok = True
     try:
-        _install_fonts(ultralytics_config_dir())
+        _install_fonts(font_dir)
     except OSError:  # read-only config dir chosen by the user: plotting then needs their own fonts
         fonts_ok = False
+    offline = os.environ["YOLO_OFFLINE"].strip().lower() in {"1", "true", "yes", "on", "y", "t"}
+    autoinstall = os.environ["YOLO_AUTOINSTALL"].strip().lower() in {"1", "true", "yes", "on", "y", "t"}
+    if late is not None:  # what the already-imported Ultralytics actually uses
+        offline = offline and "YOLO_OFFLINE" in user_set
+        autoinstall = bool(late.AUTOINSTALL)
     _state.update(
+        ultralytics_imported_first=late is not None,
         user_set=user_set,
-        offline=os.environ["YOLO_OFFLINE"].lower() in {"1", "true", "yes"},
-        autoinstall=os.environ["YOLO_AUTOINSTALL"].lower() not in {"0", "false", "no"},
-        config_dir=str(ultralytics_config_dir()),
+        offline=offline,
+        autoinstall=autoinstall,
+        config_dir=str(font_dir),
         fonts=fonts_ok,
     )
     return _state

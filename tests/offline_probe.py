@@ -1,5 +1,9 @@
 """Run in a subprocess by test_offline.py: block every network call, then train, validate, predict
-and export a nano model on the embedded data. Prints one JSON line with every attempted connection."""
+and export a nano model on the embedded data. Prints one JSON line with every attempted connection.
+
+Import order is the point of this file (guard first, then attnyolo, then Ultralytics): keep isort away.
+"""
+# ruff: noqa: I001, E402
 
 import json
 import socket
@@ -33,15 +37,15 @@ for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "create_connect
 
 work = sys.argv[1]
 if work == "--import-only":  # harness self-check: is an attempt really seen?
-    import ultralytics  # noqa: E402, F401
-
-    import attnyolo  # noqa: E402, F401
+    import attnyolo  # noqa: F401
+    import ultralytics  # noqa: F401
 
     print(json.dumps({"attempts": attempts}))
     sys.exit(0)
-from ultralytics import YOLO  # noqa: E402
 
-from attnyolo.data import default_dataset  # noqa: E402
+import attnyolo  # noqa: F401  (first: it switches Ultralytics to offline before Ultralytics loads)
+from attnyolo.data import default_dataset
+from ultralytics import YOLO
 
 data = default_dataset()
 model = YOLO("yolov8n.yaml")

@@ -74,3 +74,19 @@ def test_configure_is_idempotent_and_reports_state():
     first = runtime.configure()
     assert runtime.configure() is first
     assert {"offline", "autoinstall", "config_dir", "fonts", "user_set"} <= set(first)
+
+
+def test_importing_ultralytics_first_warns_and_still_provides_the_fonts(tmp_path):
+    env = clean_env(tmp_path, XDG_CONFIG_HOME=str(tmp_path / "xdg"))
+    code = (
+        "import warnings; warnings.simplefilter('always')\n"
+        "import ultralytics\nimport attnyolo\n"
+        "from attnyolo import runtime\nfrom ultralytics.utils.checks import check_font\n"
+        "print(runtime.status()['ultralytics_imported_first'], check_font('Arial.ttf'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "ultralytics was imported before attnyolo" in out.stderr
+    first, font = out.stdout.strip().splitlines()[-1].split()
+    assert first == "True"
+    assert font == str(tmp_path / "xdg" / "Ultralytics" / "Arial.ttf")

@@ -31,6 +31,7 @@ from attnyolo.attention._base import (
     check_positive,
     check_positive_int,
     create_act,
+    global_max_pool,
     reduced_channels,
 )
 from attnyolo.registry import register
@@ -123,7 +124,7 @@ class EffectiveSqueezeExcite(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = x.mean((2, 3), keepdim=True)
         if self.add_maxpool:
-            z = 0.5 * z + 0.5 * x.amax((2, 3), keepdim=True)
+            z = 0.5 * z + 0.5 * global_max_pool(x)
         return x * self.gate(self.fc(z))
 
 

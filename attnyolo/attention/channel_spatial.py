@@ -22,10 +22,12 @@ from attnyolo.attention._base import (
     Gate,
     LayerType,
     SafeBatchNorm2d,
+    channel_max,
     check_odd_kernel,
     check_positive,
     check_positive_int,
     create_act,
+    global_max_pool,
     reduced_channels,
 )
 from attnyolo.attention.spatial import UltralyticsSpatialAttention, mean_max
@@ -112,7 +114,7 @@ class CBAM(nn.Module):
         self.gate = Gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mc = self.mlp(x.mean(dim=(2, 3), keepdim=True)) + self.mlp(x.amax(dim=(2, 3), keepdim=True))
+        mc = self.mlp(x.mean(dim=(2, 3), keepdim=True)) + self.mlp(global_max_pool(x))
         x = x * self.channel_gate(mc)
         return x * self.gate(self.spatial(mean_max(x)))
 
@@ -167,9 +169,9 @@ class LightCBAM(nn.Module):
         self.gate = Gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = 0.5 * x.mean(dim=(2, 3), keepdim=True) + 0.5 * x.amax(dim=(2, 3), keepdim=True)
+        pooled = 0.5 * x.mean(dim=(2, 3), keepdim=True) + 0.5 * global_max_pool(x)
         x = x * self.channel_gate(self.mlp(pooled))
-        pooled_c = 0.5 * x.mean(dim=1, keepdim=True) + 0.5 * x.amax(dim=1, keepdim=True)
+        pooled_c = 0.5 * x.mean(dim=1, keepdim=True) + 0.5 * channel_max(x)
         return x * self.gate(self.spatial(pooled_c))
 
 
@@ -383,7 +385,7 @@ class _MeanGate(nn.Module):
 
 def _zpool(x: torch.Tensor, dim: int) -> torch.Tensor:
     """Z-pool over ``dim``: ``[max; mean]`` stacked as 2 maps in dim 1, the other two axes kept in order."""
-    return torch.stack([x.amax(dim=dim), x.mean(dim=dim)], dim=1)
+    return torch.stack([x.max(dim=dim).values, x.mean(dim=dim)], dim=1)  # max, not amax: see channel_max
 
 
 @register(

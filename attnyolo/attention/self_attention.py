@@ -89,23 +89,28 @@ class CapturesAttention:
 def _fused_attention(q, k, v, scale: float, key_mask=None, dropout: float = 0.0) -> torch.Tensor:
     """``softmax(scale q kᵀ) v`` by SDPA, also when v's width differs from q's.
 
-    The fused kernels need equal widths, so a wider v is cut into slices of q's width that share q and k
-    (zero-padded to a whole number of slices), which is exact. Leading dimensions are flattened so the
-    kernels see ``(batch, heads, N, d)``.
+    The fused kernels need one width for q, k and v, so the narrower side is zero-padded to the wider:
+    zero features add exact zeros to ``q kᵀ`` (the scale is passed explicitly) and give zero output columns,
+    which are cut off. (Cutting a wider v into slices of q's width instead repeats the softmax per slice and
+    was 10-70% slower on CPU.) Leading dimensions are flattened so the kernels see ``(batch, 1, N, width)``.
     """
     *lead, nq, d = q.shape
     nk, dv = k.shape[-2], v.shape[-1]
-    groups = -(-dv // d)
-    # The fused kernels fall back to the O(N²) maths path unless the feature dimension is contiguous.
-    q, k = q.reshape(-1, 1, nq, d).contiguous(), k.reshape(-1, 1, nk, d).contiguous()
-    v = F.pad(v.reshape(-1, nk, dv), (0, groups * d - dv)).reshape(-1, nk, groups, d).transpose(1, 2).contiguous()
+    width = max(d, dv)
+
+    def fit(t: torch.Tensor, n: int, dt: int) -> torch.Tensor:
+        # The fused kernels fall back to the O(N²) maths path unless the feature dimension is contiguous.
+        t = t.reshape(-1, 1, n, dt)
+        return F.pad(t, (0, width - dt)) if dt < width else t.contiguous()
+
     mask = None
     if key_mask is not None:
         mask = key_mask.expand(*lead, nk).reshape(-1, 1, 1, nk)
     out = F.scaled_dot_product_attention(
-        q.expand(-1, groups, -1, -1), k.expand(-1, groups, -1, -1), v, attn_mask=mask, dropout_p=dropout, scale=scale
-    )  # (batch, groups, Nq, d)
-    return out.transpose(1, 2).reshape(*lead, nq, groups * d)[..., :dv]
+        fit(q, nq, d), fit(k, nk, d), fit(v, nk, dv), attn_mask=mask, dropout_p=dropout, scale=scale
+    )  # (batch, 1, Nq, width)
+    out = out.reshape(*lead, nq, width)
+    return out[..., :dv] if dv < width else out
 
 
 def softmax_attention(

@@ -26,6 +26,7 @@ from attnyolo.attention._base import (
     Gate,
     LayerType,
     SafeBatchNorm2d,
+    channel_max,
     check_odd_kernel,
     check_positive_int,
     create_act,
@@ -41,7 +42,7 @@ _GCNET_URL = "https://arxiv.org/abs/1904.11492"
 
 def mean_max(x: torch.Tensor) -> torch.Tensor:
     """``[AvgPool_c(x); MaxPool_c(x)]``: CBAM's channel-wise descriptors, shape ``(B, 2, H, W)``."""
-    return torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+    return torch.cat([x.mean(dim=1, keepdim=True), channel_max(x)], dim=1)
 
 
 class SpatialSoftmax(nn.Module):

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,28 +145,9 @@ def test_yolo_passes_arguments_to_ultralytics_with_the_zoo_registered(tmp_path):
     image = tmp_path / "img dir" / "x.jpg"  # a space in the path: arguments must reach Ultralytics intact
     image.parent.mkdir()
     cv2.imwrite(str(image), np.full((64, 64, 3), 127, np.uint8))
-    # A fresh process, so only the `yolo` command itself can have registered the zoo.
-    script = textwrap.dedent(
-        """
-        import sys, typer
-        import ultralytics.cfg as ucfg
-        from typer.testing import CliRunner
-        from attnyolo.cli_insert import register_commands
-        import ultralytics.nn.tasks as tasks
-        assert not hasattr(tasks, "ay_eca")
-        app = typer.Typer()
-        register_commands(app)
-        app.callback()(lambda: None)
-        before = list(ucfg.ARGV)
-        result = CliRunner().invoke(app, ["yolo", *sys.argv[1:]], catch_exceptions=False)
-        assert result.exit_code == 0 and ucfg.ARGV == before
-        print("ok")
-        """
-    )
+    # A fresh process running the real console script: `attnyolo yolo` is Ultralytics' CLI with the zoo known.
     args = ["predict", f"model={model}", f"source={image}", "imgsz=64", "save=False", "device=cpu"]
-    result = subprocess.run(
-        [sys.executable, "-c", script, *args], capture_output=True, text=True, cwd=tmp_path, timeout=300,
-        env={**os.environ, "YOLO_OFFLINE": "1"},
-    )  # fmt: skip
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+    exe = Path(sys.executable).with_name("attnyolo")
+    result = subprocess.run([exe, "yolo", *args], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
     assert "image 1/1" in result.stdout + result.stderr and "x.jpg" in result.stdout + result.stderr

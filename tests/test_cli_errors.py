@@ -36,28 +36,31 @@ def test_missing_data_file(tmp_path):
     assert_one_line_error(run_cli("data", "check", str(missing)), str(missing), "does not exist")
 
 
+def check_data(path: Path, content: str | bytes) -> subprocess.CompletedProcess:
+    """Write ``content`` to ``path`` and run ``attnyolo data check`` on it."""
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    return run_cli("data", "check", str(path))
+
+
 def test_data_yaml_that_is_not_yaml(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("train: [unclosed\nval: :\n")
-    assert_one_line_error(run_cli("data", "check", str(bad)), "not valid YAML")
+    assert_one_line_error(check_data(tmp_path / "bad.yaml", "train: [unclosed\nval: :\n"), "not valid YAML")
 
 
 def test_data_yaml_that_is_binary(tmp_path):
     bad = tmp_path / "binary.yaml"
-    bad.write_bytes(b"\xff\xfe\x00\x81garbage")
-    assert_one_line_error(run_cli("data", "check", str(bad)), str(bad))
+    assert_one_line_error(check_data(bad, b"\xff\xfe\x00\x81garbage"), str(bad))
 
 
 def test_data_yaml_without_splits(tmp_path):
-    bad = tmp_path / "nosplits.yaml"
-    bad.write_text("names: {0: a}\n")
-    assert_one_line_error(run_cli("data", "check", str(bad)), "lacks train, val")
+    assert_one_line_error(check_data(tmp_path / "nosplits.yaml", "names: {0: a}\n"), "lacks train, val")
 
 
 def test_data_yaml_pointing_to_missing_images(tmp_path):
-    bad = tmp_path / "missing_images.yaml"
-    bad.write_text(f"path: {tmp_path}\ntrain: images/train\nval: images/val\nnames: {{0: a}}\n")
-    assert_one_line_error(run_cli("data", "check", str(bad)), "rejected")
+    content = f"path: {tmp_path}\ntrain: images/train\nval: images/val\nnames: {{0: a}}\n"
+    assert_one_line_error(check_data(tmp_path / "missing_images.yaml", content), "rejected")
 
 
 @pytest.mark.parametrize("args", [("demo", "--data", "/definitely/not/here.yaml")])

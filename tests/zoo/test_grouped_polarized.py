@@ -14,17 +14,11 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from zoo_helpers import assert_output_is_input_times_gate, n_params, randomise_
 
 from attnyolo.registry import create
 
 RESNET50_PARAMS = 25_557_032  # torchvision resnet50, ImageNet head
-
-
-def _randomize(m: nn.Module, seed: int = 0) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    for p in m.parameters():
-        p.data = torch.randn(p.shape, generator=g) * 0.5
-    return m
 
 
 def _resnet50_with(name: str) -> nn.Module:
@@ -34,10 +28,6 @@ def _resnet50_with(name: str) -> nn.Module:
         if isinstance(block, torchvision.models.resnet.Bottleneck):
             block.bn3 = nn.Sequential(block.bn3, create(name, block.bn3.num_features))
     return net
-
-
-def _count(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
 
 
 def _sigmoid(v: float) -> float:
@@ -65,7 +55,7 @@ def _sge_by_loops(x, gamma, beta, groups, eps=1e-5):
 
 
 def test_sge_matches_the_papers_equations_by_loops():
-    m = _randomize(create("sge", 8, groups=2))
+    m = randomise_(create("sge", 8, groups=2))
     x = torch.randn(2, 8, 3, 4)
     with torch.no_grad():
         expected = _sge_by_loops(x, m.weight.flatten().tolist(), m.bias.flatten().tolist(), groups=2)
@@ -80,7 +70,7 @@ def test_sge_initial_output_is_sigmoid_of_one_times_input():
 
 
 def test_sge_on_a_single_position_is_finite_sigmoid_of_bias():
-    m = _randomize(create("sge", 64, groups=4))
+    m = randomise_(create("sge", 64, groups=4))
     x = torch.randn(1, 64, 1, 1)
     with torch.no_grad():
         expected = x * torch.sigmoid(m.bias).repeat_interleave(16, dim=1)
@@ -89,7 +79,7 @@ def test_sge_on_a_single_position_is_finite_sigmoid_of_bias():
 
 def test_sge_resnet50_adds_two_parameters_per_group_per_block():
     # paper/official table: SGE-ResNet50 25.56M; 16 bottlenecks x 64 groups x (gamma, beta)
-    count = _count(_resnet50_with("sge"))
+    count = n_params(_resnet50_with("sge"))
     assert count == RESNET50_PARAMS + 16 * 64 * 2 == 25_559_080
     assert round(count / 1e6, 2) == 25.56
 
@@ -121,7 +111,7 @@ def _sa_by_loops(x, cw, cb, sw, sb, gn_w, gn_b, groups, eps=1e-5):
 
 
 def test_sa_matches_the_papers_equations_by_loops():
-    m = _randomize(create("sa", 16, groups=2))
+    m = randomise_(create("sa", 16, groups=2))
     x = torch.randn(2, 16, 3, 5)
     flat = [t.flatten().tolist() for t in (m.cweight, m.cbias, m.sweight, m.sbias, m.gn.weight, m.gn.bias)]
     with torch.no_grad():
@@ -139,7 +129,7 @@ def test_sa_initial_output_is_shuffled_sigmoid_of_one_times_input():
 def test_sa_resnet50_adds_3c_over_g_parameters_per_block():
     # W1, b1, W2, b2 and the GroupNorm affine, each C/2G: 3C/G = 12/24/48/96 per block of stage 1..4.
     # The paper reports 25.56M in total (its abstract's "300 parameters" matches no count of this structure).
-    count = _count(_resnet50_with("sa"))
+    count = n_params(_resnet50_with("sa"))
     assert count == RESNET50_PARAMS + 3 * 12 + 4 * 24 + 6 * 48 + 3 * 96 == 25_557_740
     assert round(count / 1e6, 2) == 25.56
 
@@ -189,7 +179,7 @@ def _ema_by_loops(x, m, groups, eps=1e-5):
 
 
 def test_ema_matches_the_papers_equations_by_loops():
-    m = _randomize(create("ema", 6, groups=2))
+    m = randomise_(create("ema", 6, groups=2))
     x = torch.randn(2, 6, 3, 4)
     with torch.no_grad():
         torch.testing.assert_close(m(x), _ema_by_loops(x, m, groups=2), rtol=1e-4, atol=1e-5)
@@ -197,7 +187,7 @@ def test_ema_matches_the_papers_equations_by_loops():
 
 def test_ema_param_count_is_two_convs_and_a_groupnorm_on_c_over_g_channels():
     cg = 256 // 32
-    assert _count(create("ema", 256)) == (cg * cg + cg) + (9 * cg * cg + cg) + 2 * cg
+    assert n_params(create("ema", 256)) == (cg * cg + cg) + (9 * cg * cg + cg) + 2 * cg
 
 
 def test_ema_on_16_channels_with_default_groups_names_channels_and_groups():
@@ -244,7 +234,7 @@ def _psa_by_loops(x, m, layout, eps=1e-5):
 
 @pytest.mark.parametrize(("name", "layout"), [("psa_p", "parallel"), ("psa_s", "sequential")])
 def test_psa_matches_the_papers_equations_by_loops(name, layout):
-    m = _randomize(create(name, 6))
+    m = randomise_(create(name, 6))
     x = torch.randn(2, 6, 3, 2)
     with torch.no_grad():
         torch.testing.assert_close(m(x), _psa_by_loops(x, m, layout), rtol=1e-4, atol=1e-5)
@@ -255,19 +245,12 @@ def test_psa_param_count_is_five_bias_free_convs_and_a_layernorm(name):
     c = 64
     wq_wv_wz = c * 1 + c * (c // 2) + (c // 2) * c
     spatial = 2 * c * (c // 2)
-    assert _count(create(name, c)) == wq_wv_wz + 2 * c + spatial
+    assert n_params(create(name, c)) == wq_wv_wz + 2 * c + spatial
 
 
 @pytest.mark.parametrize("name", ["psa_p", "psa_s"])
 def test_psa_gate_returns_the_full_applied_weight_map(name):
-    m = _randomize(create(name, 8))
-    seen = []
-    m.gate.register_forward_hook(lambda mod, inp, out: seen.append(out))
-    x = torch.randn(2, 8, 4, 5)
-    with torch.no_grad():
-        y = m(x)
-    assert seen[0].shape == x.shape
-    torch.testing.assert_close(y, x * seen[0])
+    assert_output_is_input_times_gate(randomise_(create(name, 8)), torch.randn(2, 8, 4, 5))
 
 
 def test_psa_works_on_one_channel():

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from timm.layers import CecaModule, EcaModule, EffectiveSEModule, SelectiveKernel, SEModule, SplitAttn
 from torch import nn
 from ultralytics.nn.modules.conv import ChannelAttention
+from zoo_helpers import load_weights, n_params, randomise_
 
 from attnyolo import create
 from attnyolo.attention._base import SafeBatchNorm2d
@@ -23,29 +24,6 @@ from attnyolo.attention.channel import _adaptive_pool_matrix, dct_basis, eca_ker
 # ResNet-50's bottleneck output channels, one entry per block (3, 4, 6, 3 blocks).
 RESNET50_BLOCK_CHANNELS = [256] * 3 + [512] * 4 + [1024] * 6 + [2048] * 3
 RESNET50_PARAMS = 25_557_032
-
-
-def randomize_(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Random parameters and BatchNorm statistics, so a comparison cannot pass on default values."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(0.5 * torch.randn(p.shape, generator=g))
-        for name, b in module.named_buffers():
-            if name.endswith("running_mean"):
-                b.copy_(0.2 * torch.randn(b.shape, generator=g))
-            elif name.endswith("running_var"):
-                b.copy_(0.5 + torch.rand(b.shape, generator=g))
-    return module
-
-
-def copy_weights(ours: nn.Module, ref: nn.Module, rename: dict[str, str] | None = None) -> None:
-    state = {}
-    for key, value in ref.state_dict().items():
-        for old, new in (rename or {}).items():
-            key = key.replace(old, new)
-        state[key] = value
-    ours.load_state_dict(state, strict=True)
 
 
 def inputs(channels: int, batch: int = 2, h: int = 7, w: int = 5, seed: int = 1) -> torch.Tensor:
@@ -68,10 +46,6 @@ def assert_same_train_step(ours: nn.Module, ref: nn.Module, x: torch.Tensor) -> 
         torch.testing.assert_close(a, b)
 
 
-def n_params(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
-
-
 # ---- SE ------------------------------------------------------------------------------------------------
 
 
@@ -86,17 +60,17 @@ def test_se_default_is_the_paper_bottleneck_c_over_16_with_bias(channels: int):
 
 @pytest.mark.parametrize("channels", [24, 64, 200])
 def test_se_matches_timm_in_the_paper_setting(channels: int):
-    ref = randomize_(SEModule(channels, rd_ratio=1 / 16, rd_divisor=1))
+    ref = randomise_(SEModule(channels, rd_ratio=1 / 16, rd_divisor=1))
     ours = create("se", channels)
-    copy_weights(ours, ref)
+    load_weights(ours, ref)
     assert_same_eval(ours, ref, inputs(channels))
 
 
 @pytest.mark.parametrize("channels", [24, 64, 200])
 def test_se_matches_timm_default_with_rd_divisor_8(channels: int):
-    ref = randomize_(SEModule(channels))
+    ref = randomise_(SEModule(channels))
     ours = create("se", channels, rd_divisor=8)
-    copy_weights(ours, ref)
+    load_weights(ours, ref)
     assert_same_eval(ours, ref, inputs(channels))
 
 
@@ -125,9 +99,9 @@ def test_se_bad_reduction_raises_naming_the_parameter(hparams: dict, name: str):
 
 @pytest.mark.parametrize("add_maxpool", [False, True])
 def test_ese_matches_timm(add_maxpool: bool):
-    ref = randomize_(EffectiveSEModule(48, add_maxpool=add_maxpool))
+    ref = randomise_(EffectiveSEModule(48, add_maxpool=add_maxpool))
     ours = create("ese", 48, add_maxpool=add_maxpool)
-    copy_weights(ours, ref)
+    load_weights(ours, ref)
     assert_same_eval(ours, ref, inputs(48))
 
 
@@ -138,16 +112,16 @@ def test_ese_gate_is_the_hard_sigmoid_of_the_paper():
 
 
 def test_ul_channel_matches_ultralytics_channel_attention():
-    ref = randomize_(ChannelAttention(40))
+    ref = randomise_(ChannelAttention(40))
     ours = create("ul_channel", 40)
-    copy_weights(ours, ref)
+    load_weights(ours, ref)
     assert_same_eval(ours, ref, inputs(40))
 
 
 def test_ul_channel_with_hard_sigmoid_is_rtmdet_and_equals_ese():
-    ours = randomize_(create("ul_channel", 40, gate_layer="hard_sigmoid"))
+    ours = randomise_(create("ul_channel", 40, gate_layer="hard_sigmoid"))
     ese = create("ese", 40)
-    copy_weights(ese, ours)
+    load_weights(ese, ours)
     assert_same_eval(ours, ese, inputs(40))
 
 
@@ -173,19 +147,19 @@ def test_eca_adaptive_kernel_is_the_nearest_odd_number_rounding_ties_up():
 
 @pytest.mark.parametrize("channels", [16, 64, 256, 2048])
 def test_eca_matches_timm_with_adaptive_kernel(channels: int):
-    ref = randomize_(EcaModule(channels))
+    ref = randomise_(EcaModule(channels))
     ours = create("eca", channels)
     assert ours.conv.kernel_size == ref.conv.kernel_size
-    copy_weights(ours, ref)
+    load_weights(ours, ref)
     assert_same_eval(ours, ref, inputs(channels))
 
 
 @pytest.mark.parametrize("k", [1, 3, 5, 9])
 def test_eca_explicit_kernel_size_matches_timm_and_is_k_weights_without_bias(k: int):
-    ref = randomize_(EcaModule(None, kernel_size=k))
+    ref = randomise_(EcaModule(None, kernel_size=k))
     ours = create("eca", 64, kernel_size=k)
     assert ours.conv.bias is None and n_params(ours) == k
-    copy_weights(ours, ref)
+    load_weights(ours, ref)
     assert_same_eval(ours, ref, inputs(64))
 
 
@@ -210,31 +184,31 @@ def test_eca_bad_hyperparameters_raise_naming_them(hparams: dict, name: str):
 
 @pytest.mark.parametrize("channels", [16, 256])
 def test_ecam_matches_timm_mlp_variant(channels: int):
-    ref = randomize_(EcaModule(channels, use_mlp=True))
+    ref = randomise_(EcaModule(channels, use_mlp=True))
     ours = create("ecam", channels)
     assert ours.conv.out_channels == ref.conv.out_channels
-    copy_weights(ours, ref)
+    load_weights(ours, ref)
     assert_same_eval(ours, ref, inputs(channels))
 
 
 @pytest.mark.parametrize("channels", [16, 64, 2048])
 def test_ceca_matches_timm_circular_eca(channels: int):
-    ref = randomize_(CecaModule(channels))
+    ref = randomise_(CecaModule(channels))
     ours = create("ceca", channels)
-    copy_weights(ours, ref)
+    load_weights(ours, ref)
     assert_same_eval(ours, ref, inputs(channels))
 
 
 def test_ceca_explicit_kernel_matches_timm():
-    ref = randomize_(CecaModule(None, kernel_size=7))
+    ref = randomise_(CecaModule(None, kernel_size=7))
     ours = create("ceca", 32, kernel_size=7)
-    copy_weights(ours, ref)
+    load_weights(ours, ref)
     assert_same_eval(ours, ref, inputs(32))
 
 
 def test_ceca_wraps_around_even_when_the_kernel_is_wider_than_the_channels():
     c, k = 3, 9
-    m = randomize_(create("ceca", c, kernel_size=k))
+    m = randomise_(create("ceca", c, kernel_size=k))
     x = inputs(c)
     w, p = m.conv.weight.reshape(k), (k - 1) // 2
     mean = x.mean((2, 3))
@@ -270,7 +244,7 @@ def test_gct_starts_as_the_identity():
 
 @pytest.mark.parametrize("mode", ["l2", "l1"])
 def test_gct_matches_the_paper_equations(mode: str):
-    m = randomize_(create("gct", 24, mode=mode))
+    m = randomise_(create("gct", 24, mode=mode))
     x = inputs(24)
     with torch.no_grad():
         want = gct_paper(x, m.alpha, m.gamma, m.beta, mode=mode).float()
@@ -288,7 +262,7 @@ def test_gct_has_three_parameters_per_channel_and_rejects_unknown_mode():
 
 def test_srm_matches_the_paper_equations_in_eval():
     c = 16
-    m = randomize_(create("srm", c)).eval()
+    m = randomise_(create("srm", c)).eval()
     x = inputs(c, h=6, w=5)
     w = m.cfc.weight.reshape(c, 2)
     mu, sigma = x.mean((2, 3)), x.flatten(2).std(-1)  # style pooling (unbiased std, as the authors' code)
@@ -384,13 +358,13 @@ def test_fca_bad_hyperparameters_raise_naming_them(hparams: dict, name: str):
 
 
 def test_safe_batchnorm_is_batchnorm_with_more_than_one_value_per_channel():
-    ref, ours = randomize_(nn.BatchNorm2d(6)), SafeBatchNorm2d(6)
-    copy_weights(ours, ref)
+    ref, ours = randomise_(nn.BatchNorm2d(6)), SafeBatchNorm2d(6)
+    load_weights(ours, ref)
     assert_same_train_step(ours, ref, inputs(6, batch=2, h=1, w=1))
 
 
 def test_safe_batchnorm_uses_running_stats_for_a_single_value_and_leaves_them_unchanged():
-    bn = randomize_(SafeBatchNorm2d(6)).train()
+    bn = randomise_(SafeBatchNorm2d(6)).train()
     before = bn.running_mean.clone(), bn.running_var.clone()
     x = inputs(6, batch=1, h=1, w=1)
     want = (x - bn.running_mean[:, None, None]) / torch.sqrt(bn.running_var[:, None, None] + bn.eps)
@@ -404,7 +378,7 @@ def test_safe_batchnorm_uses_running_stats_for_a_single_value_and_leaves_them_un
 
 # ---- SK ------------------------------------------------------------------------------------------------
 
-SK_RENAME = {"attn.": ""}
+SK_RENAME = {"attn": ""}
 
 
 def test_sk_default_is_the_paper_setting():
@@ -417,27 +391,27 @@ def test_sk_default_is_the_paper_setting():
 
 
 def test_sk_matches_timm_in_the_paper_setting():
-    ref = randomize_(SelectiveKernel(64, groups=32, split_input=False, rd_channels=32))
+    ref = randomise_(SelectiveKernel(64, groups=32, split_input=False, rd_channels=32))
     ours = create("sk", 64)
-    copy_weights(ours, ref, SK_RENAME)
+    load_weights(ours, ref, SK_RENAME)
     x = inputs(64)
     assert_same_eval(ours, ref, x)
     assert_same_train_step(ours, ref, x)
 
 
 def test_sk_matches_timm_default_with_timm_settings():
-    ref = randomize_(SelectiveKernel(64))  # groups 1, input split, d = make_divisible(64/16, 8) = 8
+    ref = randomise_(SelectiveKernel(64))  # groups 1, input split, d = make_divisible(64/16, 8) = 8
     ours = create("sk", 64, groups=1, split_input=True, rd_channels=ref.attn.fc_reduce.out_channels)
-    copy_weights(ours, ref, SK_RENAME)
+    load_weights(ours, ref, SK_RENAME)
     x = inputs(64, h=6, w=6)
     assert_same_eval(ours, ref, x)
     assert_same_train_step(ours, ref, x)
 
 
 def test_sk_trains_at_batch_one_where_timm_raises():
-    ref = randomize_(SelectiveKernel(64, groups=32, split_input=False, rd_channels=32)).train()
+    ref = randomise_(SelectiveKernel(64, groups=32, split_input=False, rd_channels=32)).train()
     ours = create("sk", 64).train()
-    copy_weights(ours, ref, SK_RENAME)
+    load_weights(ours, ref, SK_RENAME)
     x = inputs(64, batch=1)
     with pytest.raises(ValueError, match="more than 1 value"):
         ref(x)
@@ -474,35 +448,35 @@ def test_splat_default_hidden_width_is_resnest_max_c_radix_over_4_and_32():
 
 
 def test_splat_matches_timm_with_batchnorm_as_resnest():
-    ref = randomize_(SplitAttn(64, norm_layer=nn.BatchNorm2d))
+    ref = randomise_(SplitAttn(64, norm_layer=nn.BatchNorm2d))
     ours = create("splat", 64)
-    copy_weights(ours, ref)
+    load_weights(ours, ref)
     x = inputs(64)
     assert_same_eval(ours, ref, x)
     assert_same_train_step(ours, ref, x)
 
 
 def test_splat_without_batchnorm_matches_timm_default():
-    ref = randomize_(SplitAttn(64))
+    ref = randomise_(SplitAttn(64))
     ours = create("splat", 64, use_bn=False)
-    copy_weights(ours, ref)
+    load_weights(ours, ref)
     assert_same_eval(ours, ref, inputs(64))
 
 
 @pytest.mark.parametrize(("radix", "groups"), [(1, 1), (2, 2), (4, 1)])
 def test_splat_matches_timm_for_other_radix_and_cardinality(radix: int, groups: int):
-    ref = randomize_(SplitAttn(64, radix=radix, groups=groups, norm_layer=nn.BatchNorm2d))
+    ref = randomise_(SplitAttn(64, radix=radix, groups=groups, norm_layer=nn.BatchNorm2d))
     ours = create("splat", 64, radix=radix, groups=groups)
-    copy_weights(ours, ref)
+    load_weights(ours, ref)
     x = inputs(64)
     assert_same_eval(ours, ref, x)
     assert_same_train_step(ours, ref, x)
 
 
 def test_splat_trains_at_batch_one_where_timm_with_batchnorm_raises():
-    ref = randomize_(SplitAttn(64, norm_layer=nn.BatchNorm2d)).train()
+    ref = randomise_(SplitAttn(64, norm_layer=nn.BatchNorm2d)).train()
     ours = create("splat", 64).train()
-    copy_weights(ours, ref)
+    load_weights(ours, ref)
     x = inputs(64, batch=1)
     with pytest.raises(ValueError, match="more than 1 value"):
         ref(x)

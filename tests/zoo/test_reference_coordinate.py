@@ -9,28 +9,9 @@ import pytest
 import torch
 from timm.layers.coord_attn import CoordAttn, EfficientLocalAttn, SimpleCoordAttn
 from torch import nn
+from zoo_helpers import assert_output_is_input_times_gate, assert_same_output, n_params, randomise_
 
 from attnyolo.registry import create
-
-
-def _randomize(*modules: nn.Module, seed: int = 0) -> None:
-    """Non-trivial parameters and BatchNorm statistics, so a copied weight that is ignored shows up."""
-    g = torch.Generator().manual_seed(seed)
-    for m in modules:
-        for p in m.parameters():
-            p.data = torch.randn(p.shape, generator=g) * 0.5
-        for mod in m.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.running_mean = torch.randn(mod.num_features, generator=g) * 0.1
-                mod.running_var = torch.rand(mod.num_features, generator=g) + 0.5
-
-
-def _same_output(ours: nn.Module, ref: nn.Module, x: torch.Tensor, train: bool) -> None:
-    ours.train(train)
-    ref.train(train)
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x.clone()), ref(x.clone()), rtol=1e-5, atol=1e-5)
-
 
 # ---- coord: Coordinate Attention ------------------------------------------------------------------
 
@@ -44,7 +25,7 @@ def test_coord_hidden_width_is_official_max_8_c_floordiv_32(channels):
 def test_coord_default_param_count_has_conv_biases_and_batchnorm():
     c, mip = 320, 10  # official: mip = max(8, 320 // 32), every 1x1 conv with bias
     expected = (c * mip + mip) + 2 * mip + 2 * (mip * c + c)
-    assert sum(p.numel() for p in create("coord", c).parameters()) == expected
+    assert n_params(create("coord", c)) == expected
 
 
 @pytest.mark.parametrize("train", [False, True])
@@ -52,9 +33,9 @@ def test_coord_default_param_count_has_conv_biases_and_batchnorm():
 def test_coord_matches_timm_configured_as_the_official_code(channels, train):
     ref = CoordAttn(channels, rd_channels=max(8, channels // 32), bias=True)  # timm's act is nn.Hardswish = h_swish
     ours = create("coord", channels)
-    _randomize(ref)
+    randomise_(ref)
     ours.load_state_dict(ref.state_dict())
-    _same_output(ours, ref, torch.randn(2, channels, 7, 5), train)
+    assert_same_output(ours, ref, torch.randn(2, channels, 7, 5), train=train)
 
 
 @pytest.mark.parametrize("train", [False, True])
@@ -62,20 +43,13 @@ def test_coord_matches_timm_defaults_with_its_width_and_no_bias(train):
     channels = 96
     ref = CoordAttn(channels)  # timm: width make_divisible(96 / 16 * 2 / 3, 8) = 8, bias=False
     ours = create("coord", channels, rd_channels=ref.conv1.out_channels, bias=False)
-    _randomize(ref)
+    randomise_(ref)
     ours.load_state_dict(ref.state_dict())
-    _same_output(ours, ref, torch.randn(2, channels, 6, 9), train)
+    assert_same_output(ours, ref, torch.randn(2, channels, 6, 9), train=train)
 
 
 def test_coord_gate_sees_the_product_of_both_strip_weights():
-    m = create("coord", 32).eval()
-    seen = []
-    m.gate.register_forward_hook(lambda mod, inp, out: seen.append(out))
-    x = torch.randn(2, 32, 5, 7)
-    with torch.no_grad():
-        y = m(x)
-    assert seen[0].shape == x.shape
-    torch.testing.assert_close(y, x * seen[0])
+    assert_output_is_input_times_gate(create("coord", 32).eval(), torch.randn(2, 32, 5, 7))
 
 
 @pytest.mark.parametrize(("kwargs", "name"), [({"rd_ratio": 0}, "rd_ratio"), ({"rd_min": 0}, "rd_min")])
@@ -99,9 +73,9 @@ def test_scoord_matches_timm_simple_coord_attn(ours_kw, ref_kw):
     channels = 48
     ref = SimpleCoordAttn(channels, **ref_kw)
     ours = create("scoord", channels, **ours_kw)
-    _randomize(ref)
+    randomise_(ref)
     ours.load_state_dict(ref.state_dict())
-    _same_output(ours, ref, torch.randn(2, channels, 5, 8), train=True)
+    assert_same_output(ours, ref, torch.randn(2, channels, 5, 8), train=True)
 
 
 def test_scoord_bad_rd_ratio_names_the_parameter():
@@ -129,9 +103,9 @@ def test_ela_matches_timm_efficient_local_attn_in_its_configuration(kernel_size,
     channels = 32
     ref = EfficientLocalAttn(channels, kernel_size=kernel_size, bias=bias)
     ours = create("ela", channels, kernel_size=kernel_size, bias=bias, shared=False, norm_groups=1, act_layer="silu")
-    _randomize(ref)
+    randomise_(ref)
     ours.load_state_dict(_timm_ela_to_ours(ref))
-    _same_output(ours, ref, torch.randn(2, channels, 9, 6), train=True)
+    assert_same_output(ours, ref, torch.randn(2, channels, 9, 6), train=True)
 
 
 def _ela_listing_by_loops(x, weight, gamma, beta, groups=16, eps=1e-5):
@@ -167,7 +141,7 @@ def _ela_listing_by_loops(x, weight, gamma, beta, groups=16, eps=1e-5):
 def test_ela_default_follows_the_papers_shared_conv_and_groupnorm16():
     channels = 32
     m = create("ela", channels)
-    _randomize(m)
+    randomise_(m)
     x = torch.randn(2, channels, 5, 4)
     with torch.no_grad():
         expected = _ela_listing_by_loops(x, m.convs[0].weight, m.norms[0].weight, m.norms[0].bias)
@@ -176,7 +150,7 @@ def test_ela_default_follows_the_papers_shared_conv_and_groupnorm16():
 
 def test_ela_default_param_count_is_depthwise_kernel_plus_one_groupnorm():
     channels = 64
-    assert sum(p.numel() for p in create("ela", channels).parameters()) == channels * 7 + 2 * channels
+    assert n_params(create("ela", channels)) == channels * 7 + 2 * channels
 
 
 @pytest.mark.parametrize(
@@ -189,10 +163,4 @@ def test_ela_bad_hyper_parameters_name_the_parameter(channels, kwargs, name):
 
 
 def test_ela_gate_sees_the_full_weight_map():
-    m = create("ela", 16).eval()
-    seen = []
-    m.gate.register_forward_hook(lambda mod, inp, out: seen.append(out))
-    x = torch.randn(1, 16, 6, 3)
-    with torch.no_grad():
-        y = m(x)
-    torch.testing.assert_close(y, x * seen[0])
+    assert_output_is_input_times_gate(create("ela", 16).eval(), torch.randn(1, 16, 6, 3))

@@ -17,41 +17,10 @@ from timm.layers.mlp import ConvMlp
 from torch import nn
 from ultralytics.nn.modules.conv import CBAM as UltralyticsCBAM
 from ultralytics.nn.modules.conv import SpatialAttention as UltralyticsSpatialAttention
+from zoo_helpers import assert_same_output, capture, load_weights, n_params, randomise_
 
 from attnyolo.attention._base import SafeBatchNorm2d
 from attnyolo.registry import create, describe
-
-
-def _randomize(*modules: nn.Module, seed: int = 0) -> None:
-    """Non-trivial parameters and BatchNorm statistics, so a weight that is ignored or misplaced shows up."""
-    g = torch.Generator().manual_seed(seed)
-    for m in modules:
-        for p in m.parameters():
-            p.data = torch.randn(p.shape, generator=g) * 0.5
-        for mod in m.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.running_mean = torch.randn(mod.num_features, generator=g) * 0.1
-                mod.running_var = torch.rand(mod.num_features, generator=g) + 0.5
-
-
-def _copy(ref: nn.Module, ours: nn.Module, rename: dict[str, str] | None = None) -> None:
-    """Load ``ref``'s state dict into ``ours`` (strict), renaming key prefixes ``old -> new``."""
-    state = {}
-    for key, value in ref.state_dict().items():
-        for old, new in (rename or {}).items():
-            if key.startswith(old):
-                key = new + key[len(old) :]
-                break
-        state[key] = value
-    ours.load_state_dict(state, strict=True)
-
-
-def _same_output(ours: nn.Module, ref: nn.Module, x: torch.Tensor, train: bool = False) -> None:
-    ours.train(train)
-    ref.train(train)
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x.clone()), ref(x.clone()), rtol=1e-5, atol=1e-5)
-
 
 # ---- sam / ul_spatial -------------------------------------------------------------------------------
 
@@ -61,9 +30,9 @@ def _same_output(ours: nn.Module, ref: nn.Module, x: torch.Tensor, train: bool =
 def test_sam_matches_timm_spatial_attn(kernel_size, train):
     ref = SpatialAttn(kernel_size)
     ours = create("sam", 16, kernel_size=kernel_size)
-    _randomize(ref)
-    _copy(ref, ours, {"conv.conv.": "conv.", "conv.bn.": "bn."})
-    _same_output(ours, ref, torch.randn(2, 16, 9, 6), train)
+    randomise_(ref)
+    load_weights(ours, ref, {"conv.conv": "conv", "conv.bn": "bn"})
+    assert_same_output(ours, ref, torch.randn(2, 16, 9, 6), train=train)
 
 
 def test_sam_on_constant_input_follows_the_padded_conv_by_hand():
@@ -82,16 +51,16 @@ def test_sam_on_constant_input_follows_the_padded_conv_by_hand():
 
 
 def test_sam_has_the_hundred_parameters_the_cbam_count_implies():
-    assert sum(p.numel() for p in create("sam", 64).parameters()) == 2 * 7 * 7 + 2  # conv, no bias + BN(1)
+    assert n_params(create("sam", 64)) == 2 * 7 * 7 + 2  # conv, no bias + BN(1)
 
 
 @pytest.mark.parametrize("kernel_size", [3, 7])
 def test_ul_spatial_loads_ultralytics_state_dict_and_matches(kernel_size):
     ref = UltralyticsSpatialAttention(kernel_size)
     ours = create("ul_spatial", 16, kernel_size=kernel_size)
-    _randomize(ref)
-    _copy(ref, ours)  # same keys: cv1.weight
-    _same_output(ours, ref, torch.randn(2, 16, 7, 10))
+    randomise_(ref)
+    load_weights(ours, ref)  # same keys: cv1.weight
+    assert_same_output(ours, ref, torch.randn(2, 16, 7, 10))
 
 
 # ---- ge ---------------------------------------------------------------------------------------------
@@ -104,17 +73,17 @@ def test_ge_builds_with_timms_defaults_where_timm_cannot():
         ref = GatherExcite(32)  # timm 1.0.x: TypeError from ConvMlp(..., *dd)
     except TypeError:
         return
-    _randomize(ref)  # a timm that builds it must then give the same outputs
-    _copy(ref, ours, {"mlp.fc1.": "mlp.0.", "mlp.fc2.": "mlp.2."})
-    _same_output(ours, ref, torch.randn(2, 32, 5, 5))
+    randomise_(ref)  # a timm that builds it must then give the same outputs
+    load_weights(ours, ref, {"mlp.fc1": "mlp.0", "mlp.fc2": "mlp.2"})
+    assert_same_output(ours, ref, torch.randn(2, 32, 5, 5))
 
 
 @pytest.mark.parametrize("extent", [0, 2, 4])
 def test_ge_parameter_free_matches_timm(extent):
     ref = GatherExcite(16, extent=extent, use_mlp=False)
     ours = create("ge", 16, extent=extent, use_mlp=False)
-    assert sum(p.numel() for p in ours.parameters()) == 0
-    _same_output(ours, ref, torch.randn(2, 16, 11, 8))
+    assert n_params(ours) == 0
+    assert_same_output(ours, ref, torch.randn(2, 16, 11, 8))
 
 
 @pytest.mark.parametrize("extent", [0, 4])
@@ -123,9 +92,9 @@ def test_ge_with_mlp_matches_timm_given_the_mlp_its_constructor_means_to_build(e
     ref = GatherExcite(32, extent=extent, use_mlp=False)
     ref.mlp = ConvMlp(32, 2, act_layer=nn.ReLU)
     ours = create("ge", 32, extent=extent)
-    _randomize(ref)
-    _copy(ref, ours, {"mlp.fc1.": "mlp.0.", "mlp.fc2.": "mlp.2."})
-    _same_output(ours, ref, torch.randn(2, 32, 9, 12))
+    randomise_(ref)
+    load_weights(ours, ref, {"mlp.fc1": "mlp.0", "mlp.fc2": "mlp.2"})
+    assert_same_output(ours, ref, torch.randn(2, 32, 9, 12))
 
 
 def test_ge_global_equals_hand_formula():
@@ -138,7 +107,7 @@ def test_ge_extra_params_gather_is_log2_extent_depthwise_convs_with_bn():
     m = create("ge", 16, extent=4, extra_params=True, use_mlp=False)
     convs = [l for l in m.gather if isinstance(l, nn.Conv2d)]
     assert [(c.groups, c.stride, c.kernel_size) for c in convs] == [(16, (2, 2), (3, 3))] * 2
-    assert sum(p.numel() for p in m.parameters()) == 2 * (16 * 9 + 2 * 16)
+    assert n_params(m) == 2 * (16 * 9 + 2 * 16)
 
 
 # ---- gc / gca ---------------------------------------------------------------------------------------
@@ -156,9 +125,9 @@ def test_gc_names_match_timms_create_attn_with_copied_weights(name):
     ref = create_attn(name, 64)  # timm: rd_ratio 1/8
     _timm_ln_eps_as_official(ref)
     ours = create(name, 64, rd_ratio=1 / 8)
-    _randomize(ref)
-    _copy(ref, ours)  # same keys: conv_attn, mlp_add / mlp_scale .fc1 .norm .fc2
-    _same_output(ours, ref, torch.randn(2, 64, 7, 9))
+    randomise_(ref)
+    load_weights(ours, ref)  # same keys: conv_attn, mlp_add / mlp_scale .fc1 .norm .fc2
+    assert_same_output(ours, ref, torch.randn(2, 64, 7, 9))
 
 
 def test_gc_default_bottleneck_is_the_papers_r16_not_timms_r8():
@@ -167,22 +136,16 @@ def test_gc_default_bottleneck_is_the_papers_r16_not_timms_r8():
     assert create_attn("gc", 256).mlp_scale.fc1.out_channels == 32
 
 
-def test_gc_average_pooling_variant_matches_timm():
-    ref = GlobalContext(32, use_attn=False, rd_ratio=1 / 16)
+@pytest.mark.parametrize(
+    "variant", [{"use_attn": False}, {"fuse_add": True, "fuse_scale": True}], ids=["average-pooling", "both-fusions"]
+)
+def test_gc_variant_matches_timm_configured_the_same(variant):
+    ref = GlobalContext(32, rd_ratio=1 / 16, **variant)
     _timm_ln_eps_as_official(ref)
-    ours = create("gc", 32, use_attn=False)
-    _randomize(ref)
-    _copy(ref, ours)
-    _same_output(ours, ref, torch.randn(2, 32, 6, 5))
-
-
-def test_gc_with_both_fusions_matches_timm():
-    ref = GlobalContext(32, fuse_add=True, fuse_scale=True, rd_ratio=1 / 16)
-    _timm_ln_eps_as_official(ref)
-    ours = create("gc", 32, fuse_add=True)
-    _randomize(ref)
-    _copy(ref, ours)
-    _same_output(ours, ref, torch.randn(2, 32, 6, 5))
+    ours = create("gc", 32, **variant)
+    randomise_(ref)
+    load_weights(ours, ref)
+    assert_same_output(ours, ref, torch.randn(2, 32, 6, 5))
 
 
 def test_gca_starts_as_identity_because_the_last_conv_is_zero_initialised():
@@ -191,12 +154,9 @@ def test_gca_starts_as_identity_because_the_last_conv_is_zero_initialised():
 
 
 def test_gc_attention_weights_are_a_softmax_over_positions():
-    m = create("gca", 16).eval()
-    seen = []
-    m.gate.register_forward_hook(lambda mod, inp, out: seen.append(out))
-    m(torch.randn(3, 16, 4, 6))
-    assert seen[0].shape == (3, 1, 4, 6)
-    torch.testing.assert_close(seen[0].sum(dim=(2, 3)), torch.ones(3, 1))
+    _, weights = capture(create("gca", 16).eval(), torch.randn(3, 16, 4, 6))
+    assert weights.shape == (3, 1, 4, 6)
+    torch.testing.assert_close(weights.sum(dim=(2, 3)), torch.ones(3, 1))
 
 
 # ---- strip ------------------------------------------------------------------------------------------
@@ -208,9 +168,9 @@ def test_gc_attention_weights_are_a_softmax_over_positions():
 def test_strip_matches_timm_strip_attn(kwargs):
     ref = StripAttn(24, **kwargs)
     ours = create("strip", 24, **kwargs)
-    _randomize(ref)
-    _copy(ref, ours)  # same keys: conv_h, conv_w
-    _same_output(ours, ref, torch.randn(2, 24, 8, 11))
+    randomise_(ref)
+    load_weights(ours, ref)  # same keys: conv_h, conv_w
+    assert_same_output(ours, ref, torch.randn(2, 24, 8, 11))
 
 
 def test_strip_is_timms_strip_under_the_same_name():
@@ -220,17 +180,17 @@ def test_strip_is_timms_strip_under_the_same_name():
 
 # ---- cbam / lcbam / ul_cbam -------------------------------------------------------------------------
 
-_CBAM_KEYS = {"channel.fc1.": "mlp.fc1.", "channel.fc2.": "mlp.fc2.", "spatial.conv.conv.": "spatial.0."}
-_CBAM_KEYS["spatial.conv.bn."] = "spatial.1."
+_CBAM_KEYS = {"channel.fc1": "mlp.fc1", "channel.fc2": "mlp.fc2", "spatial.conv.conv": "spatial.0"}
+_CBAM_KEYS["spatial.conv.bn"] = "spatial.1"
 
 
 @pytest.mark.parametrize("train", [False, True])
 def test_cbam_timm_setting_matches_timm_cbam_module(train):
     ref = CbamModule(64)  # timm default: mlp_bias=False
     ours = create("cbam", 64, mlp_bias=False)
-    _randomize(ref)
-    _copy(ref, ours, _CBAM_KEYS)
-    _same_output(ours, ref, torch.randn(2, 64, 7, 6), train)
+    randomise_(ref)
+    load_weights(ours, ref, _CBAM_KEYS)
+    assert_same_output(ours, ref, torch.randn(2, 64, 7, 6), train=train)
 
 
 @pytest.mark.parametrize("train", [False, True])
@@ -238,27 +198,27 @@ def test_cbam_paper_default_with_mlp_bias_matches_timm_with_bias(train):
     ref = CbamModule(64, mlp_bias=True)
     ours = create("cbam", 64)
     assert ours.mlp.fc1.bias is not None  # the paper's MLP has biases; timm's default does not
-    _randomize(ref)
-    _copy(ref, ours, _CBAM_KEYS)
-    _same_output(ours, ref, torch.randn(2, 64, 7, 6), train)
+    randomise_(ref)
+    load_weights(ours, ref, _CBAM_KEYS)
+    assert_same_output(ours, ref, torch.randn(2, 64, 7, 6), train=train)
 
 
 @pytest.mark.parametrize("train", [False, True])
 def test_lcbam_matches_timm_light_cbam(train):
     ref = LightCbamModule(48)
     ours = create("lcbam", 48)
-    _randomize(ref)
-    _copy(ref, ours, _CBAM_KEYS)
-    _same_output(ours, ref, torch.randn(2, 48, 5, 9), train)
+    randomise_(ref)
+    load_weights(ours, ref, _CBAM_KEYS)
+    assert_same_output(ours, ref, torch.randn(2, 48, 5, 9), train=train)
 
 
 @pytest.mark.parametrize("kernel_size", [3, 7])
 def test_ul_cbam_loads_ultralytics_state_dict_and_matches(kernel_size):
     ref = UltralyticsCBAM(32, kernel_size)
     ours = create("ul_cbam", 32, kernel_size=kernel_size)
-    _randomize(ref)
-    _copy(ref, ours)  # same keys: channel_attention.fc, spatial_attention.cv1
-    _same_output(ours, ref, torch.randn(2, 32, 6, 8))
+    randomise_(ref)
+    load_weights(ours, ref)  # same keys: channel_attention.fc, spatial_attention.cv1
+    assert_same_output(ours, ref, torch.randn(2, 32, 6, 8))
 
 
 def test_cbam_gate_hook_sees_the_spatial_map_and_channel_gate_the_channel_weights():
@@ -315,7 +275,7 @@ def test_bam_trains_at_batch_1_with_running_stats_in_the_pooled_branch():
 
 def test_batchnorm_any_batch_uses_running_stats_only_for_a_single_value_per_channel():
     ours, ref = SafeBatchNorm2d(3), nn.BatchNorm2d(3)
-    _randomize(ref)
+    randomise_(ref)
     ours.load_state_dict(ref.state_dict())
     one = torch.randn(1, 3, 1, 1)
     with torch.no_grad():
@@ -370,7 +330,7 @@ def _official_triplet(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("train", [False, True])
 def test_triplet_matches_the_official_rotate_and_pool_computation(train, no_spatial):
     m = create("triplet", 6, no_spatial=no_spatial)
-    _randomize(m)
+    randomise_(m)
     m.train(train)
     x = torch.randn(2, 6, 9, 5)  # C, H, W all different, so a wrong rotation cannot go unnoticed
     with torch.no_grad():
@@ -379,7 +339,7 @@ def test_triplet_matches_the_official_rotate_and_pool_computation(train, no_spat
 
 def test_triplet_has_300_parameters_per_block():
     # 3 branches x (2 x 7 x 7 conv weights, no bias + BN weight and bias)
-    assert sum(p.numel() for p in create("triplet", 1024).parameters()) == 3 * (2 * 49 + 2)
+    assert n_params(create("triplet", 1024)) == 3 * (2 * 49 + 2)
 
 
 # ---- simam ------------------------------------------------------------------------------------------
@@ -408,7 +368,7 @@ def test_simam_on_a_single_pixel_gives_sigmoid_half_instead_of_nan():
 
 
 def test_simam_has_no_parameters():
-    assert sum(p.numel() for p in create("simam", 512).parameters()) == 0
+    assert n_params(create("simam", 512)) == 0
 
 
 # ---- gam --------------------------------------------------------------------------------------------
@@ -418,7 +378,7 @@ def test_gam_param_count_is_the_papers_structure():
     c, r = 64, 16  # r = C / 4
     mlp = (c * r + r) + (r * c + c)
     spatial = (c * r * 49 + r) + 2 * r + (r * c * 49 + c) + 2 * c
-    assert sum(p.numel() for p in create("gam", c).parameters()) == mlp + spatial
+    assert n_params(create("gam", c)) == mlp + spatial
 
 
 def test_gam_applies_channel_then_spatial_gates_per_position():
@@ -436,13 +396,11 @@ def test_gam_applies_channel_then_spatial_gates_per_position():
 
 def test_gam_channel_mlp_mixes_channels_at_each_position_without_pooling():
     m = create("gam", 8).eval()
-    seen = []
-    m.channel_gate.register_forward_hook(lambda mod, inp, out: seen.append(out))
     x = torch.randn(1, 8, 3, 4)
-    m(x)
-    assert seen[0].shape == (1, 8, 3, 4)  # a weight per channel and position
+    _, channel_weights = capture(m, x, "channel_gate")
+    assert channel_weights.shape == (1, 8, 3, 4)  # a weight per channel and position
     one = x[:, :, 1, 2]  # the MLP of one position's channel vector
-    torch.testing.assert_close(seen[0][:, :, 1, 2], torch.sigmoid(m.channel_mlp(one)))
+    torch.testing.assert_close(channel_weights[:, :, 1, 2], torch.sigmoid(m.channel_mlp(one)))
 
 
 # ---- bad hyper-parameters ---------------------------------------------------------------------------

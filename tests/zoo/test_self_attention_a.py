@@ -17,31 +17,13 @@ from timm.layers.halo_attn import HaloAttn as TimmHalo
 from timm.layers.lambda_layer import LambdaLayer as TimmLambda
 from torch import nn
 from ultralytics.nn.modules.block import PSA, ABlock
+from zoo_helpers import assert_same_output, capture, randomise_
 
 from attnyolo.attention.transformer import sine_position_encoding
 from attnyolo.registry import create
 
 GLOBAL = ["sagan", "detr", "mhsa", "bottleneck", "lambda", "ul_psa"]
 SOFTMAX_GLOBAL = ["sagan", "detr", "mhsa", "bottleneck", "ul_psa", "ul_aattn"]
-
-
-def _randomize(*modules: nn.Module, seed: int = 0) -> None:
-    """Non-trivial parameters and BatchNorm statistics, so an ignored or misplaced weight shows up."""
-    g = torch.Generator().manual_seed(seed)
-    for m in modules:
-        for p in m.parameters():
-            p.data = torch.randn(p.shape, generator=g) * 0.3
-        for mod in m.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.running_mean = torch.randn(mod.num_features, generator=g) * 0.1
-                mod.running_var = torch.rand(mod.num_features, generator=g) + 0.5
-
-
-def _same_output(ours: nn.Module, ref: nn.Module, x: torch.Tensor, train: bool = False) -> None:
-    ours.train(train)
-    ref.train(train)
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x.clone()), ref(x.clone()), rtol=1e-4, atol=1e-5)
 
 
 def _x(*shape: int, seed: int = 1) -> torch.Tensor:
@@ -54,7 +36,7 @@ def _x(*shape: int, seed: int = 1) -> torch.Tensor:
 def _bottleneck_pair(channels, feat_size, **kw):
     ref = TimmBottleneck(channels, feat_size=feat_size, **kw)
     ours = create("bottleneck", channels, feat_size=feat_size, **kw)
-    _randomize(ref)
+    randomise_(ref)
     rename = {"pos_embed.height_rel": "rel_height", "pos_embed.width_rel": "rel_width"}
     ours.load_state_dict({rename.get(k, k): v for k, v in ref.state_dict().items()})
     return ours, ref
@@ -64,12 +46,12 @@ def _bottleneck_pair(channels, feat_size, **kw):
 @pytest.mark.parametrize("kw", [{}, {"num_heads": 2, "qk_ratio": 0.5}, {"dim_head": 8, "qkv_bias": True}])
 def test_bottleneck_matches_timm_at_its_feat_size(kw, scale_pos_embed):
     ours, ref = _bottleneck_pair(32, (6, 5), scale_pos_embed=scale_pos_embed, **kw)
-    _same_output(ours, ref, _x(2, 32, 6, 5))
+    assert_same_output(ours, ref, _x(2, 32, 6, 5), rtol=1e-4)
 
 
 def test_bottleneck_on_a_smaller_map_uses_the_centre_of_its_relative_tables():
     ours = create("bottleneck", 16, feat_size=(8, 8))
-    _randomize(ours)
+    randomise_(ours)
     ref = TimmBottleneck(16, feat_size=(5, 3))
     ref.load_state_dict(
         {
@@ -78,12 +60,12 @@ def test_bottleneck_on_a_smaller_map_uses_the_centre_of_its_relative_tables():
             "pos_embed.width_rel": ours.rel_width[8 - 3 : 8 - 3 + 2 * 3 - 1],
         }
     )
-    _same_output(ours, ref, _x(2, 16, 5, 3))
+    assert_same_output(ours, ref, _x(2, 16, 5, 3), rtol=1e-4)
 
 
 def test_bottleneck_on_a_larger_map_clips_distances_to_the_edge_embedding():
     ours = create("bottleneck", 16, feat_size=(3, 2))
-    _randomize(ours)
+    randomise_(ours)
     h, w = 6, 4
 
     def clipped(table, s, n):  # distance d -> row clamp(d, -(s-1), s-1) + s-1, for d in -(n-1)..n-1
@@ -97,7 +79,7 @@ def test_bottleneck_on_a_larger_map_clips_distances_to_the_edge_embedding():
             "pos_embed.width_rel": clipped(ours.rel_width, 2, w),
         }
     )
-    _same_output(ours, ref, _x(1, 16, h, w))
+    assert_same_output(ours, ref, _x(1, 16, h, w), rtol=1e-4)
 
 
 # ---- halo vs timm.HaloAttn --------------------------------------------------------------------------------
@@ -106,7 +88,7 @@ def test_bottleneck_on_a_larger_map_clips_distances_to_the_edge_embedding():
 def _halo_pair(channels, **kw):
     ref = TimmHalo(channels, **kw)
     ours = create("halo", channels, **kw)
-    _randomize(ref)
+    randomise_(ref)
     nh, dqk, dv = ref.num_heads, ref.dim_head_qk, ref.dim_head_v
     kv = ref.kv.weight.reshape(nh, dqk + dv, channels, 1, 1)  # timm: per head [k | v]; ours: all k, then all v
     ours.load_state_dict(
@@ -131,7 +113,7 @@ def _halo_pair(channels, **kw):
 )
 def test_halo_matches_timm_when_the_map_divides_into_blocks(kw, hw):
     ours, ref = _halo_pair(32, **kw)
-    _same_output(ours, ref, _x(2, 32, *hw))
+    assert_same_output(ours, ref, _x(2, 32, *hw), rtol=1e-4)
 
 
 @pytest.mark.parametrize("hw", [(13, 11), (3, 9), (1, 1)])
@@ -179,11 +161,11 @@ def test_halo_a_pixel_reaches_only_the_blocks_whose_window_holds_it():
 def test_lambda_matches_timm(kw, train):
     ref = TimmLambda(32, **kw)
     ours = create("lambda", 32, **kw)
-    _randomize(ref)
+    randomise_(ref)
     sd = ref.state_dict()
     sd["conv_lambda.weight"] = sd["conv_lambda.weight"][..., 0]  # (k, 1, r, r, 1) 3D conv == per-channel 2D conv
     ours.load_state_dict(sd)
-    _same_output(ours, ref, _x(2, 32, 7, 6), train)
+    assert_same_output(ours, ref, _x(2, 32, 7, 6), train=train, rtol=1e-4)
 
 
 def test_lambda_default_scope_is_the_papers_23():
@@ -201,19 +183,15 @@ def test_lambda_default_scope_is_the_papers_23():
 def test_ul_aattn_matches_ultralytics_ablock(channels, area, hw, train):
     ref = ABlock(channels, max(channels // 32, 1), 1.2, area)
     ours = create("ul_aattn", channels, area=area)
-    _randomize(ref)
+    randomise_(ref)
     ours.load_state_dict(ref.state_dict())
-    _same_output(ours, ref, _x(2, channels, *hw), train)
+    assert_same_output(ours, ref, _x(2, channels, *hw), train=train, rtol=1e-4)
 
 
 def test_ul_aattn_non_divisible_map_masks_the_padded_keys_of_the_last_area():
     m = create("ul_aattn", 32, area=4).eval()  # N = 5*2 = 10 tokens -> runs of 3: 3, 3, 3, 1 (+2 padding)
-    seen = []
-    m.gate.register_forward_hook(lambda _m, _i, out: seen.append(out))
-    with torch.no_grad():
-        y = m(_x(2, 32, 5, 2))
+    y, w = capture(m, _x(2, 32, 5, 2))
     assert y.shape == (2, 32, 5, 2) and torch.isfinite(y).all()
-    (w,) = seen
     assert w.shape == (2, 1, 4, 3, 3)  # (B, heads, areas, run, run)
     torch.testing.assert_close(w.sum(-1), torch.ones(2, 1, 4, 3))
     assert torch.all(w[:, :, 3, :, 1:] == 0)  # the last area's two padded keys
@@ -225,9 +203,9 @@ def test_ul_aattn_non_divisible_map_masks_the_padded_keys_of_the_last_area():
 def test_ul_psa_matches_ultralytics_psa(channels, hw, train):
     ref = PSA(channels, channels)
     ours = create("ul_psa", channels)
-    _randomize(ref)
+    randomise_(ref)
     ours.load_state_dict(ref.state_dict())
-    _same_output(ours, ref, _x(2, channels, *hw), train)
+    assert_same_output(ours, ref, _x(2, channels, *hw), train=train, rtol=1e-4)
 
 
 # ---- SAGAN ------------------------------------------------------------------------------------------------
@@ -242,7 +220,7 @@ def test_sagan_starts_as_the_identity():
 
 def test_sagan_follows_equations_1_to_3():
     m = create("sagan", 16)
-    _randomize(m)
+    randomise_(m)
     x = _x(2, 16, 4, 3)
     f, g, hx = m.query(x).flatten(2), m.key(x).flatten(2), m.value(x).flatten(2)  # (B, c, N)
     beta = torch.einsum("bci,bcj->bij", f, g).softmax(dim=-1)  # beta[j over i]: row = output position
@@ -261,7 +239,7 @@ def test_sagan_query_key_width_is_c_over_8():
 
 def test_mhsa_follows_figure_4_at_its_feat_size():
     m = create("mhsa", 16, num_heads=2, feat_size=(3, 4))
-    _randomize(m)
+    randomise_(m)
     x = _x(2, 16, 3, 4)
     nh, d, n = 2, 8, 12
 
@@ -322,7 +300,7 @@ def test_sine_position_encoding_equals_detrs_code():
 def test_detr_layer_matches_multihead_attention_in_detrs_post_norm_layer(observed):
     c, h, w = 32, 5, 6
     m = create("detr", c, num_heads=4)
-    _randomize(m)
+    randomise_(m)
     mha = nn.MultiheadAttention(c, 4, batch_first=True)
     with torch.no_grad():
         mha.in_proj_weight.copy_(torch.cat([m.q_proj.weight, m.k_proj.weight, m.v_proj.weight]))
@@ -364,16 +342,12 @@ def test_one_corner_pixel_changes_the_output_everywhere(name):
 @pytest.mark.parametrize("name", SOFTMAX_GLOBAL)
 def test_a_hook_on_gate_sees_weights_and_leaves_the_output_unchanged(name):
     m = create(name, 64).eval()
-    _randomize(m)
+    randomise_(m)
     x = _x(2, 64, 6, 5)
     with torch.no_grad():
         fused = m(x)
-        seen = []
-        handle = m.gate.register_forward_hook(lambda _m, _i, out: seen.append(out))
-        explicit = m(x)
-        handle.remove()
+    explicit, w = capture(m, x)
     torch.testing.assert_close(explicit, fused, rtol=1e-4, atol=1e-5)
-    (w,) = seen
     assert w.shape[0] == 2 and w.shape[-1] == w.shape[-2]
     torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]))
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from timm.layers.non_local_attn import BatNonLocalAttn, NonLocalAttn
 from torch import nn
+from zoo_helpers import capture, load_weights, randomise_
 
 from attnyolo.attention.nonlocal_family import _adaptive_max_bins
 from attnyolo.registry import available, create, describe
@@ -20,28 +21,6 @@ NAMES = ["nl", "nonlocal", "bat", "cc", "danet", "a2"]
 
 
 # ---- helpers -------------------------------------------------------------------------------------------
-
-
-def randomise_(module: nn.Module, seed: int = 0, std: float = 0.3) -> nn.Module:
-    """Random weights and BatchNorm statistics everywhere (so zero-init paths and BN matter in comparisons)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(std * torch.randn(p.shape, generator=g, dtype=p.dtype))
-        for m in module.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.copy_(0.2 * torch.randn(m.running_mean.shape, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
-    return module
-
-
-def rename(state: dict, mapping: dict[str, str]) -> dict:
-    """Map reference state-dict keys to ours by their module prefix."""
-    out = {}
-    for key, value in state.items():
-        prefix, leaf = key.rsplit(".", 1)
-        out[f"{mapping[prefix]}.{leaf}"] = value
-    return out
 
 
 def changed_positions(module: nn.Module, x: torch.Tensor, pixel: tuple[int, int]) -> torch.Tensor:
@@ -91,7 +70,7 @@ def test_nl_matches_timm_nonlocalattn_with_copied_weights(shape, mode):
     c = shape[1]
     ref = randomise_(NonLocalAttn(c)).train(mode == "train")
     ours = create("nl", c).train(mode == "train")
-    ours.load_state_dict(rename(ref.state_dict(), NL_KEYS))
+    load_weights(ours, ref, NL_KEYS)
     x = torch.randn(*shape)
     torch.testing.assert_close(ours(x), ref(x), atol=1e-5, rtol=1e-5)
 
@@ -101,7 +80,7 @@ def test_nonlocal_defaults_match_timm_configured_as_the_paper():
     ref = randomise_(NonLocalAttn(48, rd_ratio=1 / 2, rd_divisor=1, use_scale=False)).eval()
     ours = create("nonlocal", 48).eval()
     assert ours.theta.out_channels == 24
-    ours.load_state_dict(rename(ref.state_dict(), NL_KEYS))
+    load_weights(ours, ref, NL_KEYS)
     x = torch.randn(2, 48, 6, 11)
     torch.testing.assert_close(ours(x), ref(x), atol=1e-5, rtol=1e-5)
 
@@ -222,11 +201,7 @@ def test_criss_cross_default_recurrence_is_two_and_query_width_is_c_over_8():
 
 
 def test_criss_cross_gate_normalises_over_h_plus_w_positions_with_self_counted_once():
-    m = randomise_(create("cc", 16, recurrence=1)).eval()
-    seen = []
-    m.gate.register_forward_hook(lambda _m, _i, out: seen.append(out))
-    m(torch.randn(1, 16, 4, 6))
-    (a,) = seen
+    _, a = capture(randomise_(create("cc", 16, recurrence=1)).eval(), torch.randn(1, 16, 4, 6))
     assert a.shape == (1, 4, 6, 4 + 6)
     torch.testing.assert_close(a.sum(-1), torch.ones(1, 4, 6))
     # the column part gives (i, j) itself no weight: it is counted in the row part
@@ -287,7 +262,7 @@ def test_bat_matches_timm_batnonlocalattn_with_copied_weights(shape):
     c = shape[1]
     ref = randomise_(BatNonLocalAttn(c), std=0.5).eval()
     ours = create("bat", c).eval()
-    ours.load_state_dict(rename(ref.state_dict(), BAT_KEYS))
+    load_weights(ours, ref, BAT_KEYS)
     x = torch.randn(*shape)
     torch.testing.assert_close(ours(x), ref(x), atol=1e-4, rtol=1e-4)
 
@@ -295,7 +270,7 @@ def test_bat_matches_timm_batnonlocalattn_with_copied_weights(shape):
 def test_bat_matches_timm_in_train_mode_without_dropout():
     ref = randomise_(BatNonLocalAttn(32, drop_rate=0.0), std=0.5).train()
     ours = create("bat", 32, drop_rate=0.0).train()
-    ours.load_state_dict(rename(ref.state_dict(), BAT_KEYS))
+    load_weights(ours, ref, BAT_KEYS)
     x = torch.randn(2, 32, 14, 7)
     torch.testing.assert_close(ours(x), ref(x), atol=1e-4, rtol=1e-4)
 
@@ -328,11 +303,7 @@ def test_bat_on_sizes_not_divisible_by_block_size_is_the_kronecker_transform_on_
 
 
 def test_bat_gate_gives_row_and_column_stochastic_mixing_matrices():
-    m = randomise_(create("bat", 32)).eval()
-    seen = []
-    m.gate.register_forward_hook(lambda _m, _i, out: seen.append(out))
-    m(torch.randn(2, 32, 9, 12))
-    (w,) = seen
+    _, w = capture(randomise_(create("bat", 32)).eval(), torch.randn(2, 32, 9, 12))
     assert w.shape == (2, 2, 2, 7, 7)  # (B, P|Qᵀ, groups, s, s)
     assert (w > 0).all()
     torch.testing.assert_close(w.sum(-1), torch.ones(2, 2, 2, 7))
@@ -346,11 +317,7 @@ def test_bat_gate_gives_row_and_column_stochastic_mixing_matrices():
     [("nl", (2, 30, 30)), ("nonlocal", (2, 30, 30)), ("danet", (2, 30, 30)), ("a2", (2, 4, 30))],
 )
 def test_gate_hook_sees_softmax_weights_that_sum_to_one(name, shape):
-    m = randomise_(create(name, 16)).eval()
-    seen = []
-    m.gate.register_forward_hook(lambda _m, _i, out: seen.append(out))
-    m(torch.randn(2, 16, 5, 6))
-    (a,) = seen
+    _, a = capture(randomise_(create(name, 16)).eval(), torch.randn(2, 16, 5, 6))
     assert a.shape == shape
     torch.testing.assert_close(a.sum(-1), torch.ones(shape[:-1]))
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from zoo_helpers import capture, randomise_
 
 from attnyolo.attention.spatial_temporal import DividedSpaceTimeAttention, SpaceTimeNonLocal
 from attnyolo.attention.temporal import GLTR, TAM, TemporalMHSA
@@ -25,22 +26,6 @@ ALL = TEMPORAL + SPATIAL_TEMPORAL
 
 
 # ---- helpers -------------------------------------------------------------------------------------------
-
-
-def randomise_(module: nn.Module, seed: int = 0, std: float = 0.3) -> nn.Module:
-    """Random weights (including zero-initialised gammas / BN scales) and BatchNorm statistics."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(std * torch.randn(p.shape, generator=g, dtype=p.dtype))
-        for m in module.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.copy_(0.2 * torch.randn(m.running_mean.shape, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
-        for m in module.modules():
-            if isinstance(m, nn.LayerNorm):
-                m.weight.add_(1.0)
-    return module
 
 
 def clip_batch(clips: int, frames: int, c: int, h: int, w: int, dtype=torch.float32, seed: int = 1) -> torch.Tensor:
@@ -115,14 +100,11 @@ def test_tam_defaults_follow_the_paper():
 
 def test_tam_gates_are_an_importance_map_and_normalised_kernels():
     m = randomise_(create("tam", 16, frames=4)).eval()
-    seen = {}
-    m.gate.register_forward_hook(lambda _m, _i, out: seen.setdefault("importance", out))
-    m.kernel_gate.register_forward_hook(lambda _m, _i, out: seen.setdefault("kernel", out))
-    m(clip_batch(2, 4, 16, 3, 3))
-    assert seen["importance"].shape == (2, 16, 4)
-    assert ((seen["importance"] > 0) & (seen["importance"] < 1)).all()
-    assert seen["kernel"].shape == (2 * 16, 3)
-    torch.testing.assert_close(seen["kernel"].sum(-1), torch.ones(32))
+    _, importance, kernel = capture(m, clip_batch(2, 4, 16, 3, 3), "gate", "kernel_gate")
+    assert importance.shape == (2, 16, 4)
+    assert ((importance > 0) & (importance < 1)).all()
+    assert kernel.shape == (2 * 16, 3)
+    torch.testing.assert_close(kernel.sum(-1), torch.ones(32))
 
 
 # ---- temporal MHSA -------------------------------------------------------------------------------------
@@ -151,11 +133,7 @@ def test_tmhsa_matches_torch_multihead_attention_across_frames(heads):
 
 
 def test_tmhsa_gate_is_a_softmax_over_frames_per_position_and_head():
-    m = randomise_(create("tmhsa", 16, frames=3)).eval()
-    seen = []
-    m.gate.register_forward_hook(lambda _m, _i, out: seen.append(out))
-    m(clip_batch(2, 3, 16, 4, 5))
-    (a,) = seen
+    _, a = capture(randomise_(create("tmhsa", 16, frames=3)).eval(), clip_batch(2, 3, 16, 4, 5))
     assert a.shape == (2 * 4 * 5, 4, 3, 3)
     torch.testing.assert_close(a.sum(-1), torch.ones(40, 4, 3))
 
@@ -237,11 +215,7 @@ def test_stnl_equals_the_image_block_on_the_clip_frames_tiled_side_by_side(sub_s
 
 
 def test_stnl_gate_attends_over_every_position_of_the_clip():
-    m = randomise_(create("stnl", 8, frames=3, sub_sample=True)).eval()
-    seen = []
-    m.gate.register_forward_hook(lambda _m, _i, out: seen.append(out))
-    m(clip_batch(2, 3, 8, 4, 6))
-    (a,) = seen
+    _, a = capture(randomise_(create("stnl", 8, frames=3, sub_sample=True)).eval(), clip_batch(2, 3, 8, 4, 6))
     assert a.shape == (2, 3 * 4 * 6, 3 * 2 * 3)  # keys pooled 2x2 in space only
     torch.testing.assert_close(a.sum(-1), torch.ones(2, 72))
 
@@ -285,13 +259,10 @@ def test_divided_st_temporal_step_starts_as_the_identity():
 
 def test_divided_st_gates_are_spatial_and_temporal_softmaxes():
     m = randomise_(create("divided_st", 16, frames=3)).eval()
-    seen = {}
-    m.gate.register_forward_hook(lambda _m, _i, out: seen.setdefault("space", out))
-    m.time_gate.register_forward_hook(lambda _m, _i, out: seen.setdefault("time", out))
-    m(clip_batch(2, 3, 16, 4, 5))
-    assert seen["space"].shape == (2 * 3, 4, 20, 20)
-    assert seen["time"].shape == (2 * 20, 4, 3, 3)
-    torch.testing.assert_close(seen["space"].sum(-1), torch.ones(6, 4, 20))
+    _, space, time = capture(m, clip_batch(2, 3, 16, 4, 5), "gate", "time_gate")
+    assert space.shape == (2 * 3, 4, 20, 20)
+    assert time.shape == (2 * 20, 4, 3, 3)
+    torch.testing.assert_close(space.sum(-1), torch.ones(6, 4, 20))
 
 
 def test_divided_st_spatial_attention_is_memory_checked():

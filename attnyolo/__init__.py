@@ -11,6 +11,7 @@ _runtime.configure()  # before anything imports Ultralytics: offline, no auto-in
 
 from attnyolo._version import __version__  # noqa: E402
 from attnyolo.checkpoints import load_checkpoint, load_safetensors_model, save_safetensors  # noqa: E402
+from attnyolo.finetune import FinetuneResult, finetune  # noqa: E402
 from attnyolo.graph import IndexMap, build, dump, index_map, insert, load, register, remove, replace  # noqa: E402
 from attnyolo.registry import ModuleSpec, available, create, describe  # noqa: E402
 from attnyolo.weights import TransferReport, transfer  # noqa: E402
@@ -18,6 +19,7 @@ from attnyolo.weights import TransferReport, transfer  # noqa: E402
 register()
 
 __all__ = [
+    "FinetuneResult",
     "IndexMap",
     "ModuleSpec",
     "TransferReport",
@@ -27,6 +29,7 @@ __all__ = [
     "create",
     "describe",
     "dump",
+    "finetune",
     "index_map",
     "insert",
     "load",

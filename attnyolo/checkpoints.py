@@ -294,7 +294,7 @@ def _allow_list(path: Path, data_pkl: bytes) -> list[Any]:
         raise CheckpointError(f"{path}: corrupt checkpoint ({e})") from e
     # Globals that some other code registered process-wide are not reported by torch; vet them as well.
     registered = {e[1] if isinstance(e, tuple) else f"{e.__module__}.{e.__qualname__}" for e in _registered()}
-    needed |= names & registered
+    needed |= {str(n) for n in names & registered}  # plain str: torch's allow-list rejects str subclasses
     plain = _plain_types()
     entries: list[Any] = []
     refused: list[str] = []

@@ -102,6 +102,9 @@ def _load_optional_commands() -> None:
             raise
     else:
         cli_insert.register_commands(app)
+    from attnyolo import cli_weights
+
+    cli_weights.register_commands(app)
 
 
 _load_optional_commands()

@@ -6,13 +6,18 @@ the insert point, so ``model.13.cv1.conv.weight`` of the base model meets a diff
 edited one and is silently dropped. :func:`transfer` renames ``model.<old>.<rest>`` to
 ``model.<index_map[old]>.<rest>`` first, then copies every tensor whose shape matches, and reports what moved,
 what stayed behind and why, and what the edited model initialises itself (inserted modules).
+
+The index map is found without the caller's help: when the source carries its architecture (a checkpoint's or a
+model's ``yaml``, the ``model_yaml`` of an attnyolo ``.safetensors``), the source's layers are aligned with the
+model's (:func:`align`: the model must be the source with attention rows spliced in); otherwise the model's own
+attention rows (the ``attnyolo`` record the engine writes into ``model.yaml``) give the map from the base.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from attnyolo.checkpoints import _unwrap, load_checkpoint
+from attnyolo.checkpoints import _unwrap, load_checkpoint, safetensors_metadata
 from attnyolo.errors import AttnYoloError
+from attnyolo.graph.edit import IndexMap
 
 _LAYER_KEY = re.compile(r"^model\.(\d+)\.(.+)$")
 
@@ -45,6 +51,8 @@ class TransferReport:
         key_matching_kept: how many source tensors Ultralytics' key matching (``intersect_dicts``) would keep
             without the remap: the number this module exists to beat.
         index_map: the old -> new layer map used (``None``: identity).
+        index_map_source: where the map came from: ``"given"``, ``"aligned"`` (source and model layers),
+            ``"model record"`` (the model's attention rows) or ``"none"`` (keys kept as they are).
     """
 
     source: str
@@ -55,6 +63,7 @@ class TransferReport:
     target_total: int = 0
     key_matching_kept: int = 0
     index_map: dict[int, int] | None = None
+    index_map_source: str = "given"
 
     @property
     def counts(self) -> dict[str, int]:
@@ -88,7 +97,8 @@ class TransferReport:
         """
         from rich.table import Table
 
-        table = Table(title=f"Weight transfer from {self.source}", caption=self.summary())
+        caption = f"{self.summary()}; index map: {self.index_map_source}"
+        table = Table(title=f"Weight transfer from {self.source}", caption=caption)
         if per_tensor:
             for col in ("status", "source key", "target key", "reason"):
                 table.add_column(col)
@@ -150,13 +160,17 @@ def _row_order(item: tuple[tuple[str, str], Any]) -> tuple[int, int, str]:
     return (0, int(layer), src) if layer.isdigit() else (1, 0, layer)
 
 
-def _state_dict_of(source: Any, trust: bool) -> tuple[dict[str, torch.Tensor], str]:
-    """Normalise every accepted source to ``(state dict, description)``."""
+def _state_dict_of(source: Any, trust: bool) -> tuple[dict[str, torch.Tensor], str, Any]:
+    """Normalise every accepted source to ``(state dict, description, model YAML or None)``."""
     if isinstance(source, (str, os.PathLike)):
         name = str(source)
-        return _state_dict_of_checkpoint(load_checkpoint(Path(source), trust=trust), name), name
+        ckpt = load_checkpoint(Path(source), trust=trust)
+        cfg = _yaml_of_checkpoint(ckpt)
+        if cfg is None and not any(isinstance(ckpt.get(k), nn.Module) for k in ("ema", "model")):
+            cfg = _yaml_of_safetensors(Path(source))
+        return _state_dict_of_checkpoint(ckpt, name), name, cfg
     if isinstance(source, Mapping):
-        return _state_dict_of_checkpoint(source, "the source dict"), "a state dict"
+        return _state_dict_of_checkpoint(source, "the source dict"), "a state dict", _yaml_of_checkpoint(source)
     try:
         net = _unwrap(source)
     except TypeError as e:
@@ -164,7 +178,28 @@ def _state_dict_of(source: Any, trust: bool) -> tuple[dict[str, torch.Tensor], s
             f"cannot transfer from a {type(source).__name__}: expected a checkpoint path (.pt, .safetensors), a "
             "state dict or a model"
         ) from e
-    return dict(net.state_dict()), type(net).__name__
+    return dict(net.state_dict()), type(net).__name__, getattr(net, "yaml", None)
+
+
+def _yaml_of_checkpoint(ckpt: Mapping[str, Any]) -> Any:
+    for key in ("ema", "model"):
+        value = ckpt.get(key)
+        if isinstance(value, nn.Module):
+            return getattr(value, "yaml", None)
+    return None
+
+
+def _yaml_of_safetensors(path: Path) -> Any:
+    """The architecture in an attnyolo ``.safetensors`` (``None`` for other files)."""
+    import yaml
+
+    if path.suffix != ".safetensors":
+        return None
+    try:
+        text = safetensors_metadata(path).get("model_yaml")
+        return yaml.safe_load(text) if text else None
+    except (AttnYoloError, yaml.YAMLError):
+        return None
 
 
 def _state_dict_of_checkpoint(ckpt: Mapping[str, Any], name: str) -> dict[str, torch.Tensor]:
@@ -188,9 +223,13 @@ def _strip_wrapper(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
-def _check_index_map(index_map: Mapping[Any, Any] | None) -> dict[int, int] | None:
+def _check_index_map(index_map: Any) -> dict[int, int] | None:
     if index_map is None:
         return None
+    if isinstance(index_map, IndexMap):
+        return dict(enumerate(index_map.old_to_new))
+    if isinstance(index_map, Sequence) and not isinstance(index_map, (str, bytes)):
+        index_map = dict(enumerate(index_map))  # the list form of the attnyolo record: old i -> index_map[i]
     if not isinstance(index_map, Mapping):
         raise TransferError(f"index_map must map old layer indices to new ones, got a {type(index_map).__name__}")
     try:
@@ -204,6 +243,72 @@ def _check_index_map(index_map: Mapping[Any, Any] | None) -> dict[int, int] | No
         dup = sorted({v for v in targets if targets.count(v) > 1})
         raise TransferError(f"index_map sends several old layers to the same new layer(s) {dup}")
     return checked
+
+
+def _same_row(a: Any, b: Any) -> bool:
+    return (a.module, a.repeats, a.args) == (b.module, b.repeats, b.args)
+
+
+def align(source_cfg: Any, target_cfg: Any) -> IndexMap | None:
+    """The map from ``source_cfg``'s layers to ``target_cfg``'s when the target is the source with attention rows
+    spliced into its edges (what :func:`attnyolo.insert` does); ``None`` when it is not.
+
+    Rows are matched in order by module, repeats and args; the target may have extra attnyolo attention rows
+    only; and every matched layer must read, through any inserted rows, the layers its source reads.
+    """
+    from attnyolo.graph.layers import INPUT, check_model, layers
+
+    try:
+        check_model(source_cfg)
+        check_model(target_cfg)
+    except AttnYoloError:
+        return None
+    src, dst = layers(source_cfg), layers(target_cfg)
+    mapping: dict[int, int] = {}
+    j = 0
+    for row in src:
+        while j < len(dst) and not _same_row(row, dst[j]):
+            if dst[j].attention is None:
+                return None
+            j += 1
+        if j == len(dst):
+            return None
+        mapping[row.index] = j
+        j += 1
+    if any(x.attention is None for x in dst[j:]):
+        return None
+    inserted = set(range(len(dst))) - set(mapping.values())
+
+    def through(k: int) -> int:
+        while k in inserted and k != INPUT:
+            k = dst[k].inputs[0]
+        return k
+
+    for row in src:
+        want = [x if x == INPUT else mapping[x] for x in row.inputs]
+        if want != [through(x) for x in dst[mapping[row.index]].inputs]:
+            return None
+    return IndexMap(tuple(mapping[i] for i in range(len(src))), len(dst))
+
+
+def _find_index_map(net: nn.Module, source_cfg: Any) -> tuple[dict[int, int] | None, str]:
+    """The index map when the caller gives none (see the module docstring), and where it came from."""
+    from attnyolo.graph.api import index_map as record_map
+
+    target_cfg = getattr(net, "yaml", None)
+    if not isinstance(target_cfg, Mapping):
+        return None, "none"
+    if isinstance(source_cfg, Mapping):
+        aligned = align(source_cfg, target_cfg)
+        if aligned is not None:
+            return _check_index_map(aligned), "aligned"
+    try:
+        imap = record_map(target_cfg)
+    except AttnYoloError:
+        return None, "none"
+    if imap.inserted:
+        return _check_index_map(imap), "model record"
+    return None, "none"
 
 
 def _shape(t: torch.Tensor) -> str:
@@ -242,7 +347,7 @@ def _plan(
 def transfer(
     model: Any,
     source: Any,
-    index_map: Mapping[int, int] | None = None,
+    index_map: IndexMap | Mapping[int, int] | Sequence[int] | None = None,
     *,
     strict: bool = False,
     trust: bool = False,
@@ -254,9 +359,12 @@ def transfer(
         source: a checkpoint path (Ultralytics ``.pt``, a state-dict ``.pt``, ``.safetensors``), a checkpoint or
             state dict, or a model / ``YOLO`` object. A checkpoint with both ``ema`` and ``model`` gives ``ema``,
             as in Ultralytics.
-        index_map: old layer index -> new layer index, as produced by an insertion. Keys
+        index_map: old layer index -> new layer index: an :class:`~attnyolo.IndexMap` (as :func:`attnyolo.insert`
+            returns), a mapping, or the list ``[new index of layer 0, of layer 1, ...]``. Keys
             ``model.<old>.<rest>`` become ``model.<index_map[old]>.<rest>``; a layer absent from the map is
-            reported "not in target". ``None`` keeps the keys as they are.
+            reported "not in target". ``None`` (the usual case) finds the map itself: by aligning the source's
+            architecture with the model's when the source carries one, else from the model's attention rows
+            (``model.yaml``'s ``attnyolo`` record); a model without attention rows keeps the keys as they are.
         strict: raise :class:`TransferError` (and leave the model untouched) when any source tensor of a mapped
             layer would be left behind (missing in the model, or another shape).
         trust: allow a full pickle load of a path source (see :func:`attnyolo.checkpoints.load_checkpoint`).
@@ -273,7 +381,10 @@ def transfer(
 
     net = _unwrap(model)
     checked_map = _check_index_map(index_map)
-    src, name = _state_dict_of(source, trust)
+    src, name, source_cfg = _state_dict_of(source, trust)
+    how = "given"
+    if index_map is None:
+        checked_map, how = _find_index_map(net, source_cfg)
     dst = net.state_dict()
     copies, skips = _plan(src, dst, checked_map)
     left_behind = [(k, reason) for k, reason, counts in skips if counts]
@@ -301,4 +412,5 @@ def transfer(
         target_total=len(dst),
         key_matching_kept=len(intersect_dicts(src, dst)),
         index_map=checked_map,
+        index_map_source=how,
     )

@@ -12,8 +12,8 @@ the key stays in ``model.yaml`` inside saved checkpoints)::
       index_map: [0, 1, ..., 15, 17, 18, 19, 21, 22, 23, 25]   # base layer i is now layer index_map[i]
 
 ``index_map`` maps the model without its attention rows to this one, so weight transfer from a checkpoint of
-``base`` never needs the caller to carry the map. Removing every attention row removes the key too, so
-``remove(insert(y)[0]) == y``.
+``base`` never needs the caller to carry the map (:func:`attnyolo.transfer` reads it from ``model.yaml``).
+Removing every attention row removes the key too, so ``remove(insert(y)[0]) == y``.
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ def insert(
     after: str | None = None,
     scale: str | None = None,
     check: bool = True,
+    identity_start: bool = True,
     **hparams: Any,
 ) -> tuple[dict, IndexMap]:
     """Insert zoo attention(s) into a model YAML; return the edited dict and the ``old -> new`` index map.
@@ -100,11 +101,17 @@ def insert(
         after: a module type (``"C2f"``, ``"C3k2"``): after every layer of that type (within ``where`` if given).
         scale: the scale to record for building (``"s"``); the edit itself holds at every scale.
         check: build each inserted module at every scale of the YAML and check it keeps the shape.
+        identity_start: each inserted layer starts as the exact identity, ``x + gamma * (attn(x) - x)`` with a
+            learnable ``gamma = 0`` (see :mod:`attnyolo.graph.ultralytics`). It is the adapter's default, so the
+            rows stay ``[-1, 1, ay_cbam, []]``; ``False`` writes ``[{hparams}, {identity_start: false}]`` (plain
+            ``attn(x)``, e.g. to reproduce a community YAML trained from scratch).
         **hparams: the zoo module's hyper-parameters, written into the rows (``rd_ratio=1/16``).
 
     Returns:
         ``(cfg, index_map)``: ``index_map[i]`` is the new index of ``base``'s layer ``i``.
     """
+    if not isinstance(identity_start, bool):
+        raise PlacementError(f"identity_start must be True or False, got {identity_start!r}")
     cfg = load(base, scale=scale)
     if scale is not None:
         resolve_scale(cfg, scale)  # an unknown scale fails here, not at build time
@@ -114,7 +121,10 @@ def insert(
         spec = describe(name)
         check_hparams(spec, item_hparams)
         chosen = placement.resolve(cfg, item_where, item_after)
-        row = [-1, 1, row_module(spec.name), [item_hparams] if item_hparams else []]
+        args = [item_hparams] if item_hparams else []
+        if not identity_start:  # the adapter's default is on: only "off" is written into the row
+            args = [item_hparams, {"identity_start": False}]
+        row = [-1, 1, row_module(spec.name), args]
         plan = before_plan if chosen.mode == placement.BEFORE_HEAD else after_plan
         for k in chosen.indices:
             plan.setdefault(k, []).append(row)

@@ -22,8 +22,31 @@ fresh process. :func:`register` also adds the adapters and the zoo's classes to 
 loading with ``ULTRALYTICS_SAFE_LOAD=1`` (``weights_only=True``) accepts them like Ultralytics' own layers.
 
 Adapter row format: ``[-1, 1, ay_<name>, []]`` or ``[-1, 1, ay_<name>, [{hparam: value}]]``; an optional
-second dict is reserved for adapter options (none yet; an ``identity_start`` flag can go there, with the
-adapter owning its gamma, without changing the YAML format).
+second dict holds adapter options: ``[-1, 1, ay_cbam, [{}, {identity_start: false}]]``.
+
+Identity start (on by default; option ``identity_start``): the adapter computes ``y = x + gamma * (attn(x) - x)``
+with one learnable scalar ``gamma`` (state-dict key ``model.<i>.gamma``) initialised to 0, so an inserted layer
+starts as an exact identity (``x + 0 * d == x`` bit for bit) and a model with transferred base weights reproduces
+the base model's outputs and metrics before any training, in the neck and in the backbone. It is the ReZero
+scheme (Bachlechner et al. 2020, https://arxiv.org/abs/2003.04887; the gamma of SAGAN): at the first step the
+attention's own parameters get no gradient (it is scaled by ``gamma = 0``) but ``gamma`` does
+(``dL/dgamma = <dL/dy, attn(x) - x>``), so ``gamma`` leaves 0 at the first optimiser step (with a non-zero
+learning rate) and the attention learns from the next; how far it moves is logged by
+:func:`attnyolo.finetune.add_gamma_logging`. ``gamma`` is a "weight" for Ultralytics' optimiser, so weight decay
+pulls it gently back towards the identity. The adapter returns its output in its input's memory format (a few
+modules return permuted views, and the next convolution would otherwise round differently).
+
+Modules that already start as an exact identity by their paper's initialisation (a zero-initialised last layer
+or gain; today ``gca`` (GC), ``sagan``, ``nonlocal``, ``nl``, ``gct``, ``cc``, ``danet``, ``gltr``, ``tmhsa``, ``stnl``)
+get no gamma: wrapped, they would sit on a saddle point where neither moves (``gamma``'s gradient ``attn(x) - x``
+is 0, and the module's gradients are scaled by ``gamma = 0``). The adapter finds them by running the new module
+once on a fixed 8x8 probe and checking ``attn(x) == x`` exactly, so the rule needs no list and covers new zoo
+entries. ``identity_start: false`` (``attnyolo.insert(..., identity_start=False)``) gives ``y = attn(x)``.
+
+Rows written without options mean identity start, so the YAMLs stay clean. A pickled model saved before gamma
+existed unpickles with ``gamma = None`` (its attention applied fully, as it was trained); a state dict that holds
+all of a layer's attention tensors but no ``gamma`` (a model trained before gamma existed, loaded by Ultralytics'
+key matching) sets ``gamma = 1``, i.e. the attention applied fully as it was trained.
 """
 
 from __future__ import annotations
@@ -49,16 +72,25 @@ _HOOK_MARK = "__attnyolo_hook__"
 class AttentionLayer(nn.Module):
     """A zoo attention as one Ultralytics layer; subclasses ``ay_<name>`` fix the zoo name.
 
+    ``forward(x) = x + gamma * (attn(x) - x)`` with ``gamma`` initialised to 0 (identity start, the default), or
+    ``attn(x)`` when ``gamma`` is ``None`` (``identity_start: false``, or a module that starts as the identity by
+    itself); see the module docstring.
+
     Args:
         ch: Ultralytics' list of output channels of the layers built so far (``[c_in]`` at layer 0),
             handed over by the parse_model hook; only ``ch[f]`` is read, the list is never kept.
         f: the row's ``from`` (an int: an attention reads one feature map).
         hparams: the zoo module's hyper-parameters (``{rd_ratio: 0.0625}``); defaults are the paper's.
-        options: adapter options; none are defined yet (reserved for e.g. ``identity_start``).
+        options: adapter options: ``identity_start`` (bool, default ``True``).
+
+    Attributes:
+        gamma: the learnable scalar gate of the identity start, or ``None``.
+        start: ``"gamma"`` (identity start through ``gamma``), ``"module"`` (the module's own initialisation is
+            the identity), or ``"off"``.
     """
 
     attention: ClassVar[str] = ""
-    OPTIONS: ClassVar[frozenset] = frozenset()
+    OPTIONS: ClassVar[frozenset] = frozenset({"identity_start"})
 
     def __init__(self, ch: Any = None, f: Any = None, hparams: Mapping | None = None, options: Mapping | None = None):
         super().__init__()
@@ -77,14 +109,80 @@ class AttentionLayer(nn.Module):
         unknown = sorted(set(options) - self.OPTIONS)
         if unknown:
             raise BuildError(f"{name}: unknown adapter option(s) {unknown}; known: {sorted(self.OPTIONS) or 'none'}")
+        identity_start = options.get("identity_start", True)
+        if not isinstance(identity_start, bool):
+            raise BuildError(f"{name}: option identity_start must be true or false, got {identity_start!r}")
         self.channels = c1
-        self.attn = describe(self.attention).create(c1, **hparams)
+        spec = describe(self.attention)
+        self.attn = spec.create(c1, **hparams)
+        if not identity_start:
+            self.start = "off"
+        elif _starts_as_identity(self.attn, c1, _probe_batch(spec, hparams)):
+            self.start = "module"
+        else:
+            self.start = "gamma"
+        self.gamma = nn.Parameter(torch.zeros(())) if self.start == "gamma" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.attn(x)
+        y = _same_layout(self.attn(x), x)
+        if self.gamma is None:
+            return y
+        return x + self.gamma * (y - x)
+
+    def __setstate__(self, state: dict) -> None:
+        # a model pickled before the identity start existed: no gamma, the attention applied fully
+        super().__setstate__(state)
+        self._parameters.setdefault("gamma", None)
+        self.__dict__.setdefault("start", "off")
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors):
+        key = prefix + "gamma"
+        attn_keys = [prefix + k for k in self.state_dict() if k.startswith("attn.")]
+        from_ungated = (
+            self.gamma is not None
+            and key not in state_dict
+            and bool(attn_keys)
+            and all(k in state_dict for k in attn_keys)
+        )
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors)
+        if from_ungated:  # trained before gamma existed, i.e. with the attention applied fully: gamma = 1
+            with torch.no_grad():
+                self.gamma.fill_(1.0)
+            if key in missing_keys:
+                missing_keys.remove(key)
 
     def extra_repr(self) -> str:
-        return f"{self.attention!r}, channels={self.channels}"
+        return f"{self.attention!r}, channels={self.channels}, start={self.start!r}"
+
+
+def _same_layout(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``y`` in ``x``'s memory format. A few modules return permuted views (sagan, detr, tam); the next conv would
+    then take another kernel path and round differently, so an identity start would no longer be bit-exact."""
+    if y.stride() == x.stride() or y.dim() != 4:
+        return y
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return y.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def _probe_batch(spec: Any, hparams: Mapping) -> int:
+    if not spec.needs_frames:
+        return 1
+    return int(hparams.get("frames", spec.preset.get("frames")) or 1)
+
+
+def _starts_as_identity(module: nn.Module, channels: int, batch: int) -> bool:
+    """True when ``module`` maps a fixed random 8x8 probe exactly to itself (its own identity initialisation)."""
+    x = torch.randn(batch, channels, 8, 8, generator=torch.Generator().manual_seed(0), device="cpu")  # own RNG
+    x = x.to(next(module.parameters(), x).device)
+    training = module.training
+    try:
+        with torch.no_grad():
+            y = module.eval()(x)
+    except Exception:  # noqa: BLE001 - a module that cannot run the probe is not known to be the identity
+        return False
+    finally:
+        module.train(training)
+    return isinstance(y, torch.Tensor) and y.shape == x.shape and torch.equal(y, x)
 
 
 _ADAPTERS: dict[str, type[AttentionLayer]] = {}

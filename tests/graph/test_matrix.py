@@ -4,7 +4,8 @@ For each (YAML, scale) the base model is built once; forward hooks on it give ev
 channels, which must equal :mod:`attnyolo.graph.channels`' table (computed without building). Then for
 ``where="neck"`` and ``"backbone"`` the edited YAML must build, give head outputs of exactly the base
 model's shapes on a 64x64 input, and grow the parameter count by exactly the inserted modules' own count:
-``attnyolo.create("cbam", c)`` for the channels ``c`` the hooks saw at each insertion point.
+``attnyolo.create("cbam", c)`` for the channels ``c`` the hooks saw at each insertion point, plus the adapter's
+identity-start ``gamma`` (one scalar per inserted layer; CBAM does not start as the identity by itself).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from attnyolo.graph.channels import FEATURE, FEATURES, layer_channels
 from attnyolo.graph.placement import resolve
 
 ATTENTION = "cbam"
+GAMMA = 1  # parameters of the adapter itself: its identity-start gamma
 PLACEMENTS = ("neck", "backbone")
 IMGSZ = 64
 
@@ -96,5 +98,5 @@ def test_shipped_yaml_channels_and_attention_at_neck_and_backbone(name, scale):
         points = resolve(base, where).indices
         assert len(index_map.inserted) == len(points)
         assert _forward(edited) == base_out, f"head outputs changed with {where}"
-        own = sum(n_params(attnyolo.create(ATTENTION, seen[k])) for k in points)
+        own = sum(n_params(attnyolo.create(ATTENTION, seen[k])) + GAMMA for k in points)
         assert n_params(edited) - base_params == own, f"parameter growth with {where}"

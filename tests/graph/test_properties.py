@@ -109,5 +109,8 @@ def test_random_edit_builds_and_keeps_the_head_outputs(case):
     before, after = g.build(base), g.build(cfg)
     with torch.no_grad():
         assert shapes(after.eval()(x)) == shapes(before.eval()(x))
-    own = sum(n_params(m.attn) for m in after.model if hasattr(m, "attn"))
+    # each inserted layer: the zoo module, plus the adapter's identity-start gamma where it has one
+    own = sum(
+        n_params(m.attn) + (m.gamma.numel() if m.gamma is not None else 0) for m in after.model if hasattr(m, "attn")
+    )
     assert n_params(after) - n_params(before) == own

@@ -252,28 +252,26 @@ def test_checkpoint_loads_in_a_fresh_process_that_never_imported_attnyolo(saved_
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
 
 
-def test_safe_weights_only_loading_accepts_the_zoo_after_import_attnyolo(saved_checkpoint, tmp_path):
-    path, _ = saved_checkpoint
-    result = _run(
+def _safe_load_in_a_fresh_process(path, tmp_path, *, register_first: bool) -> subprocess.CompletedProcess:
+    """Ultralytics' weights-only loader on ``path`` in a new interpreter, after ``attnyolo.graph.register()`` or
+    without it; prints the class name of layer 17."""
+    register = "import attnyolo, attnyolo.graph; attnyolo.graph.register()" if register_first else ""
+    return _run(
         f"""
-        import attnyolo, attnyolo.graph
-        attnyolo.graph.register()
+        {register}
         from ultralytics.nn.tasks import torch_safe_load
         ckpt, _ = torch_safe_load({str(path)!r}, safe_only=True)
         print(type(ckpt["model"].model[17]).__name__)
         """,
         tmp_path,
     )
+
+
+def test_safe_weights_only_loading_accepts_the_zoo_after_import_attnyolo(saved_checkpoint, tmp_path):
+    result = _safe_load_in_a_fresh_process(saved_checkpoint[0], tmp_path, register_first=True)
     assert result.returncode == 0 and result.stdout.strip().endswith("ay_eca"), result.stderr[-2000:]
 
 
 def test_safe_loading_without_registration_fails_with_ultralytics_clear_error(saved_checkpoint, tmp_path):
-    path, _ = saved_checkpoint
-    result = _run(
-        f"""
-        from ultralytics.nn.tasks import torch_safe_load
-        torch_safe_load({str(path)!r}, safe_only=True)
-        """,
-        tmp_path,
-    )
+    result = _safe_load_in_a_fresh_process(saved_checkpoint[0], tmp_path, register_first=False)
     assert result.returncode != 0 and "references types outside the supported" in result.stderr

@@ -1,0 +1,491 @@
+"""Fine-tuning with attention: base checkpoint -> insert -> build -> transfer -> Ultralytics' own trainer.
+
+:func:`finetune` is the whole loop of issue #7 in one call (CLI: ``attnyolo finetune BASE.pt NAME``):
+
+1. load the base checkpoint safely (:func:`attnyolo.checkpoints.load_checkpoint`; ``trust=True`` for a full
+   pickle) and read its architecture from the model it holds (``ema``, else ``model``: ``model.yaml``) or from the
+   metadata of an attnyolo ``.safetensors``; the YAML is checked before anything builds it;
+2. insert the attention (:func:`attnyolo.insert`, identity start by default) and build the edited model with the
+   data's class count;
+3. transfer every base tensor through the insertion's index map (:func:`attnyolo.transfer`) and print the
+   report; when the data has another class count than the base, the head's class convolutions are the only
+   tensors left behind (anything else left behind is an error). Steps 1-3 are :func:`prepare`, usable alone;
+4. train with Ultralytics' trainer: the transferred model is saved as an Ultralytics checkpoint and trained with
+   ``YOLO(that).train(data=..., **yolo_args)``, so hyper-parameters, callbacks, ``runs/detect/train*`` folders,
+   ``results.csv`` and ``weights/best.pt`` are Ultralytics' own. Ultralytics rebuilds the model from its YAML
+   and loads the weights by key (``DetectionModel.load``); the keys are identical by construction, and a
+   callback checks at ``on_pretrain_routine_end`` that every tensor of the model about to be trained equals the
+   transferred one (it raises otherwise), so nothing is re-initialised or dropped silently.
+
+Callbacks registered on the run (usable on any ``YOLO`` object too):
+
+- :class:`GammaLogger` (:func:`add_gamma_logging`): every identity-start ``gamma`` (see
+  :mod:`attnyolo.graph.ultralytics`) at the start (epoch 0) and after each epoch, in
+  ``<run_dir>/attnyolo_gamma.csv`` (columns ``epoch, layer, attention, gamma, gamma_ema``; ``gamma_ema`` is the
+  EMA model's value, the one ``best.pt`` holds). The file is rewritten atomically at each epoch end.
+- :class:`FreezeTransferred` (``freeze_epochs=N``): for the first N epochs the transferred (base) parameters get
+  no gradient and the base's BatchNorm layers keep their running statistics; from epoch N on they train again
+  (the optimiser holds them from the start, so nothing is rebuilt). Only the inserted layers, their ``gamma``
+  and any head tensors the base could not provide train during the frozen epochs.
+
+How gamma evolves: ``gamma`` starts at 0, so the first forward pass is the base model's. Its gradient
+``<dL/dy, attn(x) - x>`` is non-zero at the first step while the attention's own gradients are scaled by
+``gamma`` (0 at step 0), so ``gamma`` moves first and the attention follows (ReZero). The CSV shows it: a
+``gamma`` that stays near 0 means the data gives that attention no use (weight decay pulls it back towards
+the identity); one that grows means the layer is being used.
+
+Not covered: multi-GPU (DDP) runs start Ultralytics' trainer in a subprocess that does not carry these
+callbacks (the transfer still holds: the subprocess loads the transferred checkpoint); resuming with
+``yolo train resume`` continues training without them.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from attnyolo.checkpoints import CheckpointError, _check_model_yaml, load_checkpoint, safetensors_metadata
+from attnyolo.errors import AttnYoloError
+from attnyolo.graph.layers import METADATA_KEY, layers
+from attnyolo.weights import TransferError, TransferReport, transfer
+
+GAMMA_CSV = "attnyolo_gamma.csv"
+"""File name of the gamma log inside a run folder."""
+GAMMA_COLUMNS = ("epoch", "layer", "attention", "gamma", "gamma_ema")
+TRANSFER_TXT = "attnyolo_transfer.txt"
+"""File name of the transfer report written into a fine-tuning run folder."""
+
+_REFUSED_ARGS = {
+    "model": "the model is the base checkpoint with the attention inserted",
+    "pretrained": "the pretrained weights are the base checkpoint's, transferred by attnyolo",
+    "resume": "resume an interrupted run with `attnyolo yolo train resume model=RUN/weights/last.pt`",
+    "data": "pass the data YAML as data= / --data",
+}
+
+
+class FinetuneError(AttnYoloError):
+    """A fine-tuning run that cannot start: no architecture in the base checkpoint, bad arguments."""
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune` produced.
+
+    Attributes:
+        model: the Ultralytics ``YOLO`` object after training (``best.pt`` loaded, as ``YOLO.train`` leaves it).
+        report: the weight transfer from the base checkpoint.
+        cfg: the edited model YAML (with its ``attnyolo`` record).
+        save_dir: the run folder (``runs/detect/train*`` or ``project/name``).
+        best: ``save_dir/weights/best.pt``.
+        gamma_csv: ``save_dir/attnyolo_gamma.csv`` (absent when no inserted layer has a gamma).
+        metrics: Ultralytics' validation metrics of the final model.
+    """
+
+    model: Any
+    report: TransferReport
+    cfg: dict
+    save_dir: Path
+    best: Path
+    gamma_csv: Path
+    metrics: Any
+
+
+# ---------------------------------------------------------------------------------------------------- gamma logging
+
+
+def gamma_values(model: Any) -> list[tuple[int, str, float]]:
+    """``(layer index, attention name, gamma)`` of every inserted layer that has an identity-start gamma."""
+    from attnyolo.graph.ultralytics import AttentionLayer
+
+    net = _unwrap(model)
+    out = []
+    for i, layer in enumerate(getattr(net, "model", [])):
+        if isinstance(layer, AttentionLayer) and getattr(layer, "gamma", None) is not None:
+            out.append((i, layer.attention, float(layer.gamma.detach().float().cpu())))
+    return out
+
+
+def _unwrap(model: Any) -> nn.Module:
+    from ultralytics.engine.model import Model
+    from ultralytics.utils.torch_utils import unwrap_model
+
+    if isinstance(model, Model):
+        model = model.model
+    return unwrap_model(model)
+
+
+def _is_main_process() -> bool:
+    from ultralytics.utils import RANK
+
+    return RANK in {-1, 0}
+
+
+def _write_csv(path: Path, rows: list[tuple]) -> None:
+    """Rewrite ``path`` atomically: a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(GAMMA_COLUMNS)
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.8g}"
+
+
+class GammaLogger:
+    """Trainer callbacks that log every inserted layer's gamma to ``<run_dir>/attnyolo_gamma.csv``.
+
+    ``on_train_start`` records the values the run starts from as epoch ``start_epoch`` (0 for a new run; a
+    resumed run keeps the rows of the epochs it already has), ``on_train_epoch_end`` those after each epoch
+    (``epoch`` counts finished epochs, as Ultralytics' ``results.csv``). Rows are ``epoch, layer, attention,
+    gamma, gamma_ema``. Nothing is written for a model without gamma.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[int, int], tuple] = {}
+        self.path: Path | None = None
+
+    def _record(self, trainer: Any, epoch: int) -> None:
+        ema = getattr(getattr(trainer, "ema", None), "ema", None)
+        ema_values = {i: g for i, _, g in gamma_values(ema)} if ema is not None else {}
+        values = gamma_values(trainer.model)
+        if not values or not _is_main_process():
+            return
+        for i, name, g in values:
+            self.rows[(epoch, i)] = (epoch, i, name, _fmt(g), _fmt(ema_values.get(i)))
+        self.path = Path(trainer.save_dir) / GAMMA_CSV
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _write_csv(self.path, [self.rows[k] for k in sorted(self.rows)])
+
+    def on_train_start(self, trainer: Any) -> None:
+        start = int(getattr(trainer, "start_epoch", 0) or 0)
+        existing = Path(trainer.save_dir) / GAMMA_CSV
+        if start and existing.is_file() and not self.rows:  # a resumed run: keep the epochs already logged
+            with open(existing, newline="") as f:
+                for row in csv.DictReader(f):
+                    epoch, layer = int(row["epoch"]), int(row["layer"])
+                    if epoch < start:
+                        self.rows[(epoch, layer)] = tuple(row[c] for c in GAMMA_COLUMNS)
+        self._record(trainer, start)
+
+    def on_train_epoch_end(self, trainer: Any) -> None:
+        self._record(trainer, int(trainer.epoch) + 1)
+
+
+def add_gamma_logging(model: Any) -> GammaLogger:
+    """Register a :class:`GammaLogger` on an Ultralytics ``YOLO`` object (``model.train()`` then logs gamma)."""
+    logger = GammaLogger()
+    model.add_callback("on_train_start", logger.on_train_start)
+    model.add_callback("on_train_epoch_end", logger.on_train_epoch_end)
+    return logger
+
+
+# --------------------------------------------------------------------------------------------------------- freezing
+
+
+class FreezeTransferred:
+    """Trainer callbacks that freeze the tensors listed in ``keys`` for the first ``epochs`` epochs.
+
+    During a frozen epoch those parameters have ``requires_grad=False`` (no gradient, so no optimiser update and
+    no weight decay) and every BatchNorm layer whose weights are among them stays in eval mode (its running
+    statistics do not move). From epoch ``epochs`` on, each parameter gets back the ``requires_grad`` it had
+    (Ultralytics keeps its DFL conv frozen), and the BatchNorm layers train again.
+
+    Args:
+        keys: state-dict keys of the model (``model.3.conv.weight``...), e.g. the targets of a transfer.
+        epochs: number of frozen epochs (0: nothing is frozen).
+    """
+
+    def __init__(self, keys: set[str] | list[str], epochs: int) -> None:
+        self.keys = set(keys)
+        self.epochs = int(epochs)
+        self.frozen = False
+        self._params: list[tuple[nn.Parameter, bool]] | None = None
+        self._norms: list[nn.Module] = []
+
+    def _collect(self, trainer: Any) -> None:
+        net = _unwrap(trainer.model)
+        self._params = [(p, p.requires_grad) for k, p in net.named_parameters() if k in self.keys]
+        self._norms = [
+            m
+            for k, m in net.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and f"{k}.running_mean" in self.keys
+        ]
+
+    def on_train_epoch_start(self, trainer: Any) -> None:
+        if self._params is None:
+            self._collect(trainer)
+        self.frozen = int(trainer.epoch) < self.epochs
+        for p, requires_grad in self._params:
+            p.requires_grad_(requires_grad and not self.frozen)
+
+    def on_train_batch_start(self, trainer: Any) -> None:
+        # the trainer sets model.train() at each epoch start, after on_train_epoch_start
+        if self.frozen:
+            for m in self._norms:
+                m.eval()
+
+
+# ------------------------------------------------------------------------------------------------------- finetuning
+
+
+def _base_architecture(path: Path, ckpt: Mapping[str, Any], trust: bool) -> tuple[dict, dict | None]:
+    """The base model's YAML dict and its class names, from the checkpoint's model or a safetensors' metadata."""
+    net = next((ckpt[k] for k in ("ema", "model") if isinstance(ckpt.get(k), nn.Module)), None)
+    if net is not None:
+        cfg, names = getattr(net, "yaml", None), getattr(net, "names", None)
+    else:
+        meta: dict = {}
+        try:
+            meta = safetensors_metadata(path) if path.suffix == ".safetensors" else {}
+        except CheckpointError:
+            meta = {}
+        try:
+            cfg = yaml.safe_load(meta["model_yaml"]) if "model_yaml" in meta else None
+        except yaml.YAMLError as e:
+            raise CheckpointError(f"{path}: corrupt model_yaml in the safetensors metadata ({e})") from e
+        names = None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(
+            f"{path}: holds no model architecture (no model with a YAML, no attnyolo safetensors metadata): "
+            "finetune needs a checkpoint saved by Ultralytics training or by attnyolo.save_safetensors"
+        )
+    if not trust:  # parse_model would eval() an activation string and look names up in its module globals
+        _check_model_yaml(path, cfg)
+    return dict(cfg), dict(names) if isinstance(names, Mapping) else None
+
+
+def _check_yolo_args(yolo_args: Mapping[str, Any]) -> None:
+    from ultralytics.cfg import DEFAULT_CFG_DICT, get_cfg
+
+    for key in yolo_args:
+        if key in _REFUSED_ARGS:
+            raise FinetuneError(f"yolo argument {key}= cannot be set here: {_REFUSED_ARGS[key]}")
+        if key not in DEFAULT_CFG_DICT:
+            close = difflib.get_close_matches(key, list(DEFAULT_CFG_DICT), n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise FinetuneError(f"{key!r} is not an Ultralytics training argument{hint}")
+    try:
+        get_cfg(DEFAULT_CFG_DICT, dict(yolo_args))
+    except (TypeError, ValueError, SyntaxError) as e:
+        raise FinetuneError(f"bad yolo argument: {' '.join(str(e).split())}") from None
+
+
+def _check_left_behind(report: TransferReport, head: int, nc_base: Any, nc: int) -> None:
+    """Annotate the head's class convs (other class count) and refuse anything else left behind."""
+    prefix = f"model.{head}."
+    explained, other = [], []
+    for key, reason in report.skipped:
+        if nc_base != nc and key.startswith(prefix) and reason.startswith("shape mismatch"):
+            explained.append((key, f"{reason}: the base has {nc_base} classes, the data {nc}"))
+        else:
+            other.append((key, reason))
+    if other:
+        listed = "; ".join(f"{k}: {r}" for k, r in other[:5])
+        raise TransferError(f"{report.source}: {len(other)} base tensors would be left behind ({listed})")
+    report.skipped = explained
+
+
+def _start_checker(expected: dict[str, torch.Tensor]):
+    def check(trainer: Any) -> None:
+        state = _unwrap(trainer.model).state_dict()
+        missing = sorted(set(expected) - set(state))
+        changed = [k for k in expected if k in state and not torch.equal(state[k].detach().cpu(), expected[k])]
+        if missing or changed:
+            raise TransferError(
+                f"Ultralytics' trainer did not start from the transferred weights: {len(missing)} tensors missing "
+                f"({', '.join(missing[:3])}), {len(changed)} changed ({', '.join(changed[:3])})"
+            )
+
+    return check
+
+
+def _report_writer(report: TransferReport):
+    def write(trainer: Any) -> None:
+        if not _is_main_process():
+            return
+        from rich.console import Console
+
+        console = Console(record=True, width=160, file=io.StringIO())
+        console.print(report.as_table())
+        Path(trainer.save_dir).mkdir(parents=True, exist_ok=True)
+        (Path(trainer.save_dir) / TRANSFER_TXT).write_text(console.export_text(), encoding="utf-8")
+
+    return write
+
+
+@dataclass
+class Prepared:
+    """The start of a fine-tuning run (:func:`prepare`): the edited model holding the transferred base weights.
+
+    Attributes:
+        model: the edited Ultralytics model (data's classes and names), before any training.
+        cfg: its YAML dict (with the ``attnyolo`` record; ``base`` is the checkpoint path).
+        index_map: base layer -> edited layer.
+        report: the transfer from the base checkpoint.
+    """
+
+    model: nn.Module
+    cfg: dict
+    index_map: Any
+    report: TransferReport
+
+
+def prepare(
+    base: str | os.PathLike,
+    attention: str | list,
+    where: Any = "neck",
+    data: str | os.PathLike | None = None,
+    *,
+    trust: bool = False,
+    identity_start: bool = True,
+    hparams: Mapping[str, Any] | None = None,
+) -> Prepared:
+    """Steps 1-3 of :func:`finetune` (no training): load ``base`` safely, insert, build for ``data``'s classes,
+    transfer. Arguments as in :func:`finetune`.
+
+    Raises:
+        CheckpointError, TransferError, FinetuneError, DataError, GraphError: see :func:`finetune`.
+    """
+    from ultralytics.nn.tasks import guess_model_task
+
+    from attnyolo.datasets import check_data
+    from attnyolo.graph import build, insert
+
+    if data is None:
+        raise FinetuneError("finetune needs data= (an Ultralytics data YAML; attnyolo.data.default_dataset() is the "
+                            "embedded one)")  # fmt: skip
+    path = Path(base)
+    ckpt = load_checkpoint(path, trust=trust)
+    base_cfg, base_names = _base_architecture(path, ckpt, trust)
+    task = guess_model_task(base_cfg)
+    if task != "detect":
+        raise FinetuneError(
+            f"{path}: a {task} model ({layers(base_cfg)[-1].module} head); finetune takes detection models"
+        )
+    info = check_data(data)
+    nc, names = int(info["nc"]), dict(info["names"])
+
+    cfg, imap = insert(base_cfg, attention, where, identity_start=identity_start, **dict(hparams or {}))
+    record = cfg.get(METADATA_KEY, {})
+    cfg[METADATA_KEY] = {"base": record.get("base") or str(path), **{k: v for k, v in record.items() if k != "base"}}
+    cfg["nc"] = nc  # the data's class count (the head's class convs are new when the base had another)
+    model = build(cfg, nc=nc)
+    model.names = names
+    report = transfer(model, ckpt, imap)
+    report.source = str(path)
+    _check_left_behind(report, len(layers(base_cfg)) - 1, base_cfg.get("nc", len(base_names or {}) or None), nc)
+    return Prepared(model=model, cfg=cfg, index_map=imap, report=report)
+
+
+def finetune(
+    base: str | os.PathLike,
+    attention: str | list,
+    where: Any = "neck",
+    data: str | os.PathLike | None = None,
+    *,
+    trust: bool = False,
+    freeze_epochs: int = 0,
+    identity_start: bool = True,
+    hparams: Mapping[str, Any] | None = None,
+    callbacks: Mapping[str, Any] | None = None,
+    print_report: bool = True,
+    **yolo_args: Any,
+) -> FinetuneResult:
+    """Fine-tune a trained base model with attention inserted, keeping every base weight.
+
+    Args:
+        base: the base checkpoint: an Ultralytics ``.pt`` (``best.pt``/``last.pt``) or an attnyolo
+            ``.safetensors`` (:func:`attnyolo.save_safetensors`).
+        attention: a zoo name (``"cbam"``) or a list, as :func:`attnyolo.insert` takes.
+        where: the placement: ``"neck"`` (default), ``"backbone"``, ``"before_head"`` or base layer indices.
+        data: an Ultralytics data YAML (``attnyolo.data.default_dataset()`` is the embedded one).
+        trust: load ``base`` with a full pickle (only for files whose origin you trust).
+        freeze_epochs: train only the new layers (and any head tensors the base could not provide) for this many
+            epochs first (:class:`FreezeTransferred`).
+        identity_start: start each inserted layer as the identity (``gamma = 0``); see :func:`attnyolo.insert`.
+        hparams: the attention's hyper-parameters (``{"rd_ratio": 0.25}``).
+        callbacks: more Ultralytics callbacks, ``{event: function or [functions]}`` (``"on_fit_epoch_end"``...).
+        print_report: print the transfer report table.
+        **yolo_args: Ultralytics training arguments (``epochs``, ``imgsz``, ``batch``, ``device``, ``project``,
+            ``name``...), passed to ``YOLO.train`` unchanged.
+
+    Returns:
+        A :class:`FinetuneResult` (run folder, ``best.pt``, gamma log, transfer report, metrics).
+
+    Raises:
+        CheckpointError: a base that cannot be loaded safely or holds no architecture.
+        TransferError: a base tensor that would be left behind, or a trainer that did not start from the
+            transferred weights.
+        FinetuneError, DataError, GraphError: bad arguments, data YAML or placement, a base that is not a detector.
+    """
+    from ultralytics import YOLO
+    from ultralytics import __version__ as ultralytics_version
+
+    if isinstance(freeze_epochs, bool) or not isinstance(freeze_epochs, int) or freeze_epochs < 0:
+        raise FinetuneError(f"freeze_epochs must be an integer >= 0, got {freeze_epochs!r}")
+    _check_yolo_args(yolo_args)
+    prepared = prepare(base, attention, where, data, trust=trust, identity_start=identity_start, hparams=hparams)
+    model, report = prepared.model, prepared.report
+    if print_report:
+        from rich.console import Console
+
+        Console().print(report.as_table())
+
+    expected = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    tmp = Path(tempfile.mkdtemp(prefix="attnyolo-finetune-"))
+    try:
+        start = tmp / f"{Path(base).stem}-attnyolo-start.pt"
+        torch.save(
+            {
+                "model": model.eval(),
+                "train_args": {"task": "detect", "data": str(data)},
+                "date": datetime.now(UTC).isoformat(),
+                "version": ultralytics_version,
+                "attnyolo": {"base": str(base), "transfer": report.counts},
+            },
+            start,
+        )
+        yolo = YOLO(str(start))
+        logger = add_gamma_logging(yolo)
+        yolo.add_callback("on_pretrain_routine_start", _report_writer(report))
+        yolo.add_callback("on_pretrain_routine_end", _start_checker(expected))
+        if freeze_epochs:
+            freezer = FreezeTransferred({dst for _, dst in report.transferred}, freeze_epochs)
+            yolo.add_callback("on_train_epoch_start", freezer.on_train_epoch_start)
+            yolo.add_callback("on_train_batch_start", freezer.on_train_batch_start)
+        for event, functions in dict(callbacks or {}).items():
+            for function in functions if isinstance(functions, (list, tuple)) else [functions]:
+                yolo.add_callback(event, function)
+        metrics = yolo.train(data=str(data), **yolo_args)
+        trainer = yolo.trainer
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    save_dir = Path(trainer.save_dir)
+    return FinetuneResult(
+        model=yolo,
+        report=report,
+        cfg=prepared.cfg,
+        save_dir=save_dir,
+        best=Path(trainer.best),
+        gamma_csv=logger.path or save_dir / GAMMA_CSV,
+        metrics=metrics,
+    )

@@ -154,6 +154,9 @@ def insert_command(
     output: str | None = typer.Option(None, "--output", "-o", help="Output YAML (default BASE-NAME.yaml; - = stdout)."),
     hparam: list[str] = typer.Option([], "--hparam", "-p", help="Hyper-parameter key=value; repeat for more."),
     table: bool = typer.Option(True, "--table/--no-table", help="Print the before/after layer table."),
+    identity_start: bool = typer.Option(
+        True, "--identity-start/--no-identity-start", help="Start each inserted layer as the exact identity (gamma=0)."
+    ),
 ) -> None:
     """Insert attention into a model YAML, renumber every reference, write the YAML, print the layer table."""
     from rich.console import Console
@@ -161,7 +164,15 @@ def insert_command(
     try:
         names = [n.strip() for n in name.split(",") if n.strip()]
         base_cfg = load(base, scale=scale)
-        cfg, index_map = api.insert(base, names, parse_where(where), after=after, scale=scale, **parse_hparams(hparam))
+        cfg, index_map = api.insert(
+            base,
+            names,
+            parse_where(where),
+            after=after,
+            scale=scale,
+            identity_start=identity_start,
+            **parse_hparams(hparam),
+        )
         text = dump(cfg)
         console = Console(stderr=output == "-", highlight=False)
         if not console.is_terminal:

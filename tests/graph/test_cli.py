@@ -151,3 +151,15 @@ def test_yolo_passes_arguments_to_ultralytics_with_the_zoo_registered(tmp_path):
     result = subprocess.run([exe, "yolo", *args], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "image 1/1" in result.stdout + result.stderr and "x.jpg" in result.stdout + result.stderr
+
+
+def test_insert_without_identity_start_writes_the_option_into_the_rows(tmp_path):
+    out = tmp_path / "yolov8n-cbam.yaml"
+    app = typer.Typer()
+    register_commands(app)
+    app.callback()(lambda: None)
+    result = CliRunner().invoke(app, ["insert", "yolov8n.yaml", "cbam", "--no-identity-start", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [r for r in g.load(out)["head"] if str(r[2]).startswith("ay_")]
+    assert len(rows) == 3
+    assert all(r[3] == [{}, {"identity_start": False}] for r in rows)

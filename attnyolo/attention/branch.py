@@ -27,6 +27,7 @@ from attnyolo.attention._base import (
     check_positive_int,
     create_act,
     make_divisible,
+    mean_pool,
     reduced_channels,
 )
 from attnyolo.registry import register
@@ -136,7 +137,7 @@ class SelectiveKernel(nn.Module):
         b, c = x.shape[:2]
         inputs = x.chunk(self.num_paths, 1) if self.split_input else [x] * self.num_paths
         u = torch.stack([path(xi) for path, xi in zip(self.paths, inputs, strict=True)], 1)  # split, (B, M, C, H, W)
-        s = u.sum(1).mean((2, 3), keepdim=True)  # fuse, Eq. 1-2
+        s = mean_pool(u.sum(1), (2, 3))  # fuse, Eq. 1-2
         z = self.act(self.bn(self.fc_reduce(s)))  # Eq. 3
         a = self.gate(self.fc_select(z).reshape(b, self.num_paths, c, 1, 1))  # select, Eq. 5
         return (u * a).sum(1)  # Eq. 6
@@ -239,6 +240,6 @@ class SplitAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         u = self.act0(self.bn0(self.conv(x))).reshape(b, self.radix, c, h, w)  # radix splits U_r
-        s = u.sum(1).mean((2, 3), keepdim=True)
+        s = mean_pool(u.sum(1), (2, 3))
         a = self.gate(self.fc2(self.act1(self.bn1(self.fc1(s)))))  # (B, R, C, 1, 1)
         return (u * a).sum(1)

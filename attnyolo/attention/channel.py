@@ -32,6 +32,7 @@ from attnyolo.attention._base import (
     check_positive_int,
     create_act,
     global_max_pool,
+    mean_pool,
     reduced_channels,
 )
 from attnyolo.registry import register
@@ -89,7 +90,7 @@ class SqueezeExcite(nn.Module):
         self.gate = Gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = x.mean((2, 3), keepdim=True)  # squeeze, Eq. 2
+        z = mean_pool(x, (2, 3))  # squeeze, Eq. 2
         return x * self.gate(self.fc2(self.act(self.fc1(z))))  # excitation, Eq. 3; scale, Eq. 4
 
 
@@ -122,7 +123,7 @@ class EffectiveSqueezeExcite(nn.Module):
         self.gate = Gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = x.mean((2, 3), keepdim=True)
+        z = mean_pool(x, (2, 3))
         if self.add_maxpool:
             z = 0.5 * z + 0.5 * global_max_pool(x)
         return x * self.gate(self.fc(z))
@@ -268,7 +269,7 @@ class EfficientChannelAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c = x.shape[:2]
-        y = x.mean((2, 3)).reshape(b, 1, c)  # GAP, channels as a 1-D sequence
+        y = mean_pool(x, (2, 3)).reshape(b, 1, c)  # GAP, channels as a 1-D sequence
         if self.conv2 is not None:
             y = self.act(self.conv(y))  # ecam: 1x1 conv1d to rd_channels first
         kconv = self.conv if self.conv2 is None else self.conv2
@@ -320,13 +321,18 @@ class GatedChannelTransform(nn.Module):
         self.gate = Gate(_OnePlusTanh)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()  # sums of squares over a feature map overflow float16
+        acc = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype  # x^2 summed overflows fp16
         if self.mode == "l2":
-            s = self.alpha * (xf.pow(2).sum((2, 3), keepdim=True) + self.eps).sqrt()
+            # ||x_c||_2 through vector_norm: one pass in backward, where pow(2).sum() takes three
+            norm = torch.linalg.vector_norm(x, 2, dim=(2, 3), keepdim=True, dtype=acc)
+            s = self.alpha * (norm.square() + self.eps).sqrt()
             # sqrt(C) / ||s||_2 == 1 / sqrt(mean_c s^2)
             s_hat = s * (s.pow(2).mean(1, keepdim=True) + self.eps).rsqrt()
         else:
-            s = self.alpha * (xf if self.after_relu else xf.abs()).sum((2, 3), keepdim=True)
+            if self.after_relu:
+                s = self.alpha * x.sum((2, 3), keepdim=True, dtype=acc)
+            else:
+                s = self.alpha * torch.linalg.vector_norm(x, 1, dim=(2, 3), keepdim=True, dtype=acc)
             s_hat = s / (s.abs().mean(1, keepdim=True) + self.eps)
         return x * self.gate(self.gamma * s_hat + self.beta).to(x.dtype)
 
@@ -373,10 +379,14 @@ class StyleRecalibration(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        flat = x.float().reshape(b, c, h * w)  # squared deviations summed over a map overflow float16
-        mu = flat.mean(-1, keepdim=True)
-        var = (flat - mu).pow(2).sum(-1, keepdim=True) / max(h * w - 1, 1)
-        t = torch.cat([mu, var.clamp_min(self.eps).sqrt()], dim=-1).to(x.dtype)  # style pooling, (B, C, 2)
+        acc = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+        flat = x.reshape(b, c, h * w).to(acc)  # squared deviations summed over a map overflow float16
+        mu = mean_pool(flat, -1)
+        # Unbiased std as ||x - mu||_2 / sqrt(n - 1), floored at sqrt(eps) (= sqrt(max(var, eps))). Its gradient
+        # w.r.t. mu is proportional to sum(x - mu) = 0, so mu is detached there: the same gradient, with two
+        # full-size passes fewer in backward (and vector_norm's backward is one pass, pow(2).sum()'s three).
+        std = torch.linalg.vector_norm(flat - mu.detach(), 2, dim=-1, keepdim=True) / math.sqrt(max(h * w - 1, 1))
+        t = torch.cat([mu, std.clamp_min(math.sqrt(self.eps))], dim=-1).to(x.dtype)  # style pooling, (B, C, 2)
         z = self.cfc(t)  # style integration, (B, C, 1)
         return x * self.gate(self.bn(z.unsqueeze(-1)))
 
@@ -455,7 +465,8 @@ class FrequencyChannelAttention(nn.Module):
     get one more channel; identical when divisible; with C < n only the first C frequencies are
     used); the ResNet models there use a DCT size equal to each stage's feature size (56/28/14/7),
     here one size for every input; adaptive pooling is a product with two pooling matrices (the same
-    numbers as ``adaptive_avg_pool2d``, and ONNX-exportable when H, W are not multiples of the size).
+    numbers as ``adaptive_avg_pool2d``, and ONNX-exportable when H, W are not multiples of the size), folded
+    into the DCT weights for each input size (:meth:`frequency_weight`).
     """
 
     def __init__(
@@ -492,6 +503,7 @@ class FrequencyChannelAttention(nn.Module):
         for (u, v), idx in zip(self.frequencies, parts, strict=True):
             weight[idx] = dct_basis(u, v, dct_h, dct_w)
         self.register_buffer("dct_weight", weight, persistent=False)  # fixed, rebuilt from the hyper-parameters
+        self._weight_cache: dict[tuple, torch.Tensor] = {}
         hidden = reduced_channels(channels, rd_ratio, rd_channels, rd_divisor)
         self.fc1 = nn.Linear(channels, hidden, bias=False)
         self.act = create_act(act_layer)
@@ -506,7 +518,30 @@ class FrequencyChannelAttention(nn.Module):
         pw = _adaptive_pool_matrix(w, self.dct_size[1]).to(x)
         return ph @ x @ pw.t()
 
+    def frequency_weight(self, h: int, w: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """``(C, h, w)`` weights with ``Freq = sum_hw x * weight`` = the DCT of the pooled map (Eq. 6).
+
+        Pooling and the DCT are both linear, so pooling to the DCT size then weighting equals one weighted sum
+        with ``Ph^T B Pw``: a single elementwise pass instead of two small batched matmuls (about twice as fast
+        forward+backward on CPU). Cached per size, dtype and device; built outside inference mode so a cache
+        filled during validation can be saved for backward in training.
+        """
+        key = (h, w, dtype, device)
+        if key not in self._weight_cache:
+            with torch.inference_mode(False), torch.no_grad():
+                weight = self.dct_weight.to(device, torch.float32)
+                if (h, w) != self.dct_size:
+                    ph = _adaptive_pool_matrix(h, self.dct_size[0]).to(device)
+                    pw = _adaptive_pool_matrix(w, self.dct_size[1]).to(device)
+                    weight = ph.t() @ weight @ pw
+                self._weight_cache = {key: weight.to(dtype).contiguous()}  # one size at a time
+        return self._weight_cache[key]
+
+    def __getstate__(self) -> dict:
+        # a pickled model (Ultralytics checkpoints, deepcopy for EMA) rebuilds the cache instead of storing it
+        return {**super().__getstate__(), "_weight_cache": {}}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c = x.shape[:2]
-        freq = (self._pool(x) * self.dct_weight).sum((2, 3))  # multi-spectral vector, Eq. 6
+        b, c, h, w = x.shape
+        freq = (x * self.frequency_weight(h, w, x.dtype, x.device)).sum((2, 3))  # multi-spectral vector, Eq. 6
         return x * self.gate(self.fc2(self.act(self.fc1(freq)))).reshape(b, c, 1, 1)  # Eq. 7

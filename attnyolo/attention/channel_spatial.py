@@ -28,6 +28,7 @@ from attnyolo.attention._base import (
     check_positive_int,
     create_act,
     global_max_pool,
+    mean_pool,
     reduced_channels,
 )
 from attnyolo.attention.spatial import UltralyticsSpatialAttention, mean_max
@@ -114,7 +115,7 @@ class CBAM(nn.Module):
         self.gate = Gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mc = self.mlp(x.mean(dim=(2, 3), keepdim=True)) + self.mlp(global_max_pool(x))
+        mc = self.mlp(mean_pool(x, (2, 3))) + self.mlp(global_max_pool(x))
         x = x * self.channel_gate(mc)
         return x * self.gate(self.spatial(mean_max(x)))
 
@@ -169,9 +170,9 @@ class LightCBAM(nn.Module):
         self.gate = Gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = 0.5 * x.mean(dim=(2, 3), keepdim=True) + 0.5 * global_max_pool(x)
+        pooled = 0.5 * mean_pool(x, (2, 3)) + 0.5 * global_max_pool(x)
         x = x * self.channel_gate(self.mlp(pooled))
-        pooled_c = 0.5 * x.mean(dim=1, keepdim=True) + 0.5 * channel_max(x)
+        pooled_c = 0.5 * mean_pool(x, 1) + 0.5 * channel_max(x)
         return x * self.gate(self.spatial(pooled_c))
 
 
@@ -184,7 +185,7 @@ class _UltralyticsChannelAttention(nn.Module):
         self.gate = Gate("sigmoid")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(self.fc(x.mean(dim=(2, 3), keepdim=True)))
+        return x * self.gate(self.fc(mean_pool(x, (2, 3))))
 
 
 @register(
@@ -295,7 +296,7 @@ class BAM(nn.Module):
         self.gate = Gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mc = self.channel_att(x.mean(dim=(2, 3), keepdim=True))  # (B, C, 1, 1)
+        mc = self.channel_att(mean_pool(x, (2, 3)))  # (B, C, 1, 1)
         ms = self.spatial_att(x)  # (B, 1, H, W)
         return x + x * self.gate(mc + ms if self.fuse == "add" else mc * ms)
 
@@ -366,7 +367,7 @@ class SCSE(nn.Module):
         self.gate = _ConcurrentGate(gate_layer, fuse)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(self.cse(x.mean(dim=(2, 3), keepdim=True)), self.sse(x), x)
+        return x * self.gate(self.cse(mean_pool(x, (2, 3))), self.sse(x), x)
 
 
 class _MeanGate(nn.Module):
@@ -385,7 +386,8 @@ class _MeanGate(nn.Module):
 
 def _zpool(x: torch.Tensor, dim: int) -> torch.Tensor:
     """Z-pool over ``dim``: ``[max; mean]`` stacked as 2 maps in dim 1, the other two axes kept in order."""
-    return torch.stack([x.max(dim=dim).values, x.mean(dim=dim)], dim=1)  # max, not amax: see channel_max
+    # max(dim).values, not amax: see channel_max
+    return torch.stack([x.max(dim=dim).values, mean_pool(x, dim, keepdim=False)], dim=1)
 
 
 @register(
@@ -464,8 +466,9 @@ class SimAM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = max(x.shape[2] * x.shape[3] - 1, 1)
-        d = (x - x.mean(dim=(2, 3), keepdim=True)).pow(2)
-        inv_energy = d / (4 * (d.sum(dim=(2, 3), keepdim=True) / n + self.e_lambda)) + 0.5
+        d = (x - mean_pool(x, (2, 3))).square()
+        k = 0.25 / (d.sum(dim=(2, 3), keepdim=True) / n + self.e_lambda)  # 1 / (4 (sigma^2 + lambda)), per channel
+        inv_energy = torch.addcmul(torch.full_like(k, 0.5), d, k)  # d * k + 1/2 in one full-size pass
         return x * self.gate(inv_energy)
 
 

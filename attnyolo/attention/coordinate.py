@@ -25,6 +25,7 @@ from attnyolo.attention._base import (
     check_positive,
     check_positive_int,
     create_act,
+    mean_pool,
     reduced_channels,
 )
 from attnyolo.registry import register
@@ -101,8 +102,8 @@ class CoordAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        z_h = x.mean(3, keepdim=True)  # (B, C, H, 1): pooled along W, Eq. 2
-        z_w = x.mean(2, keepdim=True).transpose(2, 3)  # (B, C, W, 1): pooled along H, Eq. 3
+        z_h = mean_pool(x, 3)  # (B, C, H, 1): pooled along W, Eq. 2
+        z_w = mean_pool(x, 2).transpose(2, 3)  # (B, C, W, 1): pooled along H, Eq. 3
         f = self.act(self.bn1(self.conv1(torch.cat([z_h, z_w], dim=2))))  # Eq. 4, shared F1
         f_h, f_w = torch.split(f, [h, w], dim=2)
         return x * self.gate(self.conv_h(f_h), self.conv_w(f_w).transpose(2, 3))  # Eq. 5-6
@@ -164,8 +165,8 @@ class SimpleCoordAttention(nn.Module):
         self.gate = Gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z_h = x.mean(3).transpose(1, 2)  # (B, H, C)
-        z_w = x.mean(2).transpose(1, 2)  # (B, W, C)
+        z_h = mean_pool(x, 3, keepdim=False).transpose(1, 2)  # (B, H, C)
+        z_w = mean_pool(x, 2, keepdim=False).transpose(1, 2)  # (B, W, C)
         a_h = self.fc_h(self.act(self.fc1(z_h))).transpose(1, 2).unsqueeze(-1)  # (B, C, H, 1)
         a_w = self.fc_w(self.act(self.fc1(z_w))).transpose(1, 2).unsqueeze(-2)  # (B, C, 1, W)
         return x * self.gate(a_h + a_w)
@@ -239,6 +240,6 @@ class EfficientLocalAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # index 0 encodes the H-strip, -1 the W-strip: the same module when shared
-        a_h = self.act(self.norms[0](self.convs[0](x.mean(3)))).unsqueeze(-1)  # (B, C, H, 1)
-        a_w = self.act(self.norms[-1](self.convs[-1](x.mean(2)))).unsqueeze(-2)  # (B, C, 1, W)
+        a_h = self.act(self.norms[0](self.convs[0](mean_pool(x, 3, keepdim=False)))).unsqueeze(-1)  # (B, C, H, 1)
+        a_w = self.act(self.norms[-1](self.convs[-1](mean_pool(x, 2, keepdim=False)))).unsqueeze(-2)  # (B, C, 1, W)
         return x * self.gate(a_h, a_w)

@@ -154,7 +154,9 @@ class NonLocal(nn.Module):
         k = clip_tokens(self.pool(self.phi(x)), t)  # (B, M, c)
         v = clip_tokens(self.pool(self.g(x)), t)  # (B, M, c)
         check_attention_memory(type(self).__name__, q.shape[0] * q.shape[1] * k.shape[1], q.dtype, self.memory_limit_mb)
-        attn = self.gate(q @ k.transpose(1, 2) * self.scale)  # (B, N, M)
+        # scale q (N x c) rather than the logits (N x M): one pass over the big matrix fewer each way
+        logits = (q if self.scale == 1.0 else q * self.scale) @ k.transpose(1, 2)
+        attn = self.gate(logits)  # (B, N, M)
         y = clip_untokens(attn @ v, t, h, w)
         return x + self.norm(self.w(y))
 

@@ -30,6 +30,7 @@ from attnyolo.attention._base import (
     check_odd_kernel,
     check_positive_int,
     create_act,
+    mean_pool,
     reduced_channels,
 )
 from attnyolo.registry import register
@@ -42,7 +43,7 @@ _GCNET_URL = "https://arxiv.org/abs/1904.11492"
 
 def mean_max(x: torch.Tensor) -> torch.Tensor:
     """``[AvgPool_c(x); MaxPool_c(x)]``: CBAM's channel-wise descriptors, shape ``(B, 2, H, W)``."""
-    return torch.cat([x.mean(dim=1, keepdim=True), channel_max(x)], dim=1)
+    return torch.cat([mean_pool(x, 1), channel_max(x)], dim=1)
 
 
 class SpatialSoftmax(nn.Module):
@@ -205,7 +206,7 @@ class GatherExcite(nn.Module):
         if self.gather is not None:
             return self.gather(x)
         if self.extent == 0:
-            return x.mean(dim=(2, 3), keepdim=True)
+            return mean_pool(x, (2, 3))
         k = 2 * self.extent - 1
         return F.avg_pool2d(x, k, stride=self.extent, padding=k // 2, count_include_pad=False)
 
@@ -386,7 +387,7 @@ class StripAttention(nn.Module):
         self.gate = Gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        strip_h = self.conv_h(x.mean(dim=3, keepdim=True))  # (B, C, H, 1)
-        strip_w = self.conv_w(x.mean(dim=2, keepdim=True))  # (B, C, 1, W)
+        strip_h = self.conv_h(mean_pool(x, 3))  # (B, C, H, 1)
+        strip_w = self.conv_w(mean_pool(x, 2))  # (B, C, 1, W)
         out = x * self.gate(strip_h + strip_w)
         return x + out if self.has_skip else out

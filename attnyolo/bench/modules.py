@@ -4,10 +4,10 @@ For each module and input size, in one process: forward+backward time (median of
 ``warmup``) and peak memory of ours, of the reference implementation (timm / Ultralytics, built with
 the same configuration and weights, see :mod:`attnyolo.bench.reference`) and of the memory-bound floor
 (``x * s`` with a per-channel scale: one read and one write of the map). The modules take turns run by run,
-in a rotating order, and a time ratio is the median of the run-by-run ratios, so load changes on a shared
-machine cancel out. Memory is the peak of the tensors a forward+backward allocates beyond the input and
-the parameters (output, activations saved for backward, temporaries, gradients): CUDA's allocator peak,
-or on CPU the same bytes counted op by op (kernel-internal scratch buffers are not seen there).
+in an order cycling through all permutations, and a time ratio is the median of the run-by-run ratios, so
+load changes on a shared machine cancel out. Memory is the peak of the tensors a forward+backward allocates
+beyond the input and the parameters (output, activations saved for backward, temporaries, gradients):
+CUDA's allocator peak, or on CPU the same bytes counted op by op (kernel scratch buffers are not seen there).
 Self-attention modules also report their memory at 1x256x80x80, through the fused kernel and with the
 attention weights observed, or the refusal their ``memory_limit_mb`` gives.
 """
@@ -15,6 +15,7 @@ attention weights observed, or the refusal their ``memory_limit_mb`` gives.
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import statistics
 import sys
@@ -28,7 +29,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from attnyolo.bench.reference import build_reference
+from attnyolo.bench.reference import build_reference, ours_overrides
 from attnyolo.registry import ModuleSpec, specs
 
 Shape = tuple[int, int, int, int]
@@ -54,6 +55,7 @@ class Measure:
     seconds: float | None = None
     mib: float | None = None
     error: str = ""
+    detail: str = ""  # the error's full first line
     samples: list[float] = field(default_factory=list, repr=False)  # seconds of each timed run, in run order
 
 
@@ -112,17 +114,17 @@ def _step(module: nn.Module, x: torch.Tensor, grad: torch.Tensor | None = None) 
 def time_runs(modules: Sequence[nn.Module], x: torch.Tensor, repeat: int = 10, warmup: int = 2) -> list[list[float]]:
     """Seconds of each of ``repeat`` forward+backward runs (train mode, gradient w.r.t. ``x`` too) per module.
 
-    The modules take turns run by run, so a load change on a shared machine hits them alike; the order
-    rotates every run, because the module that runs right after another one's backward pays for the memory
-    that one freed (allocator and page-fault effects of a few per cent up to 30% on CPU).
+    The modules take turns run by run, so a load change on a shared machine hits them alike. The order
+    cycles through every permutation, because on CPU the module that runs right after another one's
+    backward pays for the memory that one freed (allocator and page-fault effects of up to 30%): a fixed
+    or merely rotated order always gives the same module the same predecessor.
     """
     x = x.detach().requires_grad_()
     grad = torch.randn_like(x)
     times: list[list[float]] = [[] for _ in modules]
-    n = len(modules)
+    orders = list(itertools.permutations(range(len(modules))))
     for i in range(warmup + repeat):
-        for j in range(n):
-            k = (i + j) % n
+        for k in orders[i % len(orders)]:
             module = modules[k]
             module.zero_grad(set_to_none=True)
             x.grad = None
@@ -206,7 +208,12 @@ def _try_step(module: nn.Module, x: torch.Tensor) -> Measure:
         module.train()
         return Measure(mib=activation_mib(module, x))
     except (ValueError, RuntimeError, AssertionError) as e:
-        return Measure(error=_short(e))
+        return _failed(e)
+
+
+def _failed(e: BaseException) -> Measure:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else "(no message) at this input"
+    return Measure(error=_short(e), detail=f"{type(e).__name__}: {msg}")
 
 
 def _short(e: BaseException) -> str:
@@ -217,9 +224,9 @@ def _short(e: BaseException) -> str:
     return text if len(text) <= 48 else text[:47] + "…"
 
 
-def _create(spec: ModuleSpec, channels: int, batch: int) -> nn.Module:
+def _create(spec: ModuleSpec, channels: int, batch: int, **overrides) -> nn.Module:
     kwargs = {"frames": 2 if batch % 2 == 0 else 1} if spec.needs_frames else {}
-    return spec.create(channels, **kwargs)
+    return spec.create(channels, **kwargs, **overrides)
 
 
 def bench_module(spec: ModuleSpec, shape: Shape, device: torch.device, repeat: int = 10, warmup: int = 2) -> Row:
@@ -229,10 +236,11 @@ def bench_module(spec: ModuleSpec, shape: Shape, device: torch.device, repeat: i
     floor = Floor(c).to(device)
     row = Row(spec.name, shape, Measure(), _try_step(floor, x))
     torch.manual_seed(0)
+    overrides = ours_overrides(spec, c)  # the configuration in which ours and the reference compute the same
     try:
-        ours = _create(spec, c, b).to(device)
+        ours = _create(spec, c, b, **overrides).to(device)
     except ValueError as e:
-        row.ours = Measure(error=_short(e))
+        row.ours = _failed(e)
         row.floor.samples = time_runs([floor], x, repeat, warmup)[0]
         row.floor.seconds = statistics.median(row.floor.samples)
         return row
@@ -240,9 +248,11 @@ def bench_module(spec: ModuleSpec, shape: Shape, device: torch.device, repeat: i
     try:
         ref = build_reference(spec, ours.eval(), c, (h, w))
     except Exception as e:  # noqa: BLE001 - a reference that cannot be built at this size is reported, not fatal
-        row.reference, row.ref = spec.reference.split()[0], Measure(error=_short(e))
+        row.reference, row.ref = spec.reference.split()[0], _failed(e)
     if ref is not None:
         row.reference, row.weights = ref.source, ref.weights
+        if overrides:
+            row.weights += "; ours with " + ", ".join(f"{k}={v!r}" for k, v in overrides.items())
         ref.module.to(device)
         try:  # before any training step, which moves BatchNorm statistics by each module's own momentum
             with torch.no_grad():
@@ -341,6 +351,18 @@ def summary(rows: Sequence[Row]) -> dict[str, tuple[float, float, str] | None]:
     return out
 
 
+def _notes(rows: Sequence[Row]) -> list[str]:
+    """How each reference got its weights (when not under the same keys) and the full text of each failure."""
+    out = []
+    for r in rows:
+        if r.weights and r.weights != "same keys":
+            out.append(f"{r.name}: reference weights {r.weights}")
+        for who, m in (("ours", r.ours), ("reference", r.ref)):
+            if m.detail:
+                out.append(f"{r.name} {'x'.join(map(str, r.shape))}: {who} failed: {m.detail}")
+    return out
+
+
 def render(rows: Sequence[Row], probes: Sequence[AttentionProbe], device: str, console=None) -> None:
     """Print the tables with rich."""
     from rich.console import Console
@@ -390,6 +412,11 @@ def render(rows: Sequence[Row], probes: Sequence[AttentionProbe], device: str, c
             console.print(f"{key}: no pairs")
         else:
             console.print(f"{key}: median {value[0]:.2f}, worst {value[1]:.2f} ({value[2]})")
+    notes = dict.fromkeys(_notes(rows))
+    if notes:
+        console.print("[bold]notes[/]")
+        for note in notes:
+            console.print(f"  {note}", highlight=False)
     if probes:
         table = Table(title="self-attention memory, forward+backward")
         for col in ("module", "input", "fused (weights unobserved)", "weights observed (hook on gate)"):

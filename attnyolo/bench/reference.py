@@ -205,10 +205,30 @@ def _lambda_to_timm(sd: dict, ref: nn.Module) -> dict:
     return out
 
 
+def _ela_to_timm(sd: dict, ref: nn.Module) -> dict:
+    # our 1-D depthwise kernels are timm's (k, 1) / (1, k) Conv2d kernels; index 0 = H strip, 1 = W strip
+    out = {"conv_h.weight": sd["convs.0.weight"][..., None], "conv_w.weight": sd["convs.1.weight"][:, :, None]}
+    for i, axis in enumerate("hw"):
+        out.update({f"norm_{axis}.{k}": sd[f"norms.{i}.{k}"] for k in ("weight", "bias")})
+        if f"convs.{i}.bias" in sd:
+            out[f"conv_{axis}.bias"] = sd[f"convs.{i}.bias"]
+    return out
+
+
 ADAPTERS: dict[str, Callable[[dict, nn.Module], dict]] = {
     "bottleneck": _bottleneck_to_timm,
+    "ela": _ela_to_timm,
     "halo": _halo_to_timm,
     "lambda": _lambda_to_timm,
+}
+
+# Reference arguments that follow from our module's configuration but not from a hyper-parameter of the same
+# name (as the reference tests build them).
+REFERENCE_KWARGS: dict[str, Callable[[nn.Module], dict]] = {
+    # ours: hidden width max(C/16, 32) (the paper's L = 32); timm's rounding has no such floor
+    "sk": lambda ours: {"rd_channels": ours.fc_reduce.out_channels},
+    # ours: ResNeSt's BatchNorms (use_bn=True); timm's SplitAttn has none unless given a norm_layer
+    "splat": lambda ours: {} if isinstance(ours.bn0, nn.Identity) else {"norm_layer": nn.BatchNorm2d},
 }
 
 
@@ -221,6 +241,28 @@ def _gc_layer_norm_eps(ref: nn.Module) -> None:
 
 # Settings of the reference that its constructor does not take, as the reference tests set them.
 FIXUPS: dict[str, Callable[[nn.Module], None]] = {"gc": _gc_layer_norm_eps, "gca": _gc_layer_norm_eps}
+
+
+def ours_overrides(spec: ModuleSpec, channels: int) -> dict[str, Any]:
+    """Hyper-parameters of ours that the reference text sets to other values than our defaults.
+
+    The text describes the configuration in which the two compute the same function, e.g. ``ela``'s
+    ``(shared=False, norm_groups=1, act_layer='silu')``; ours is compared in that configuration.
+    """
+    parsed = parse_reference(spec.reference)
+    if parsed is None:
+        return {}
+    out = {}
+    for key, node in parsed[2].items():
+        if key not in spec.defaults:
+            continue
+        try:
+            value = _evaluate(node, channels)
+        except ValueError:
+            continue
+        if value != spec.defaults[key]:
+            out[key] = value
+    return out
 
 
 def build_reference(spec: ModuleSpec, ours: nn.Module, channels: int, hw: tuple[int, int]) -> Reference | None:
@@ -257,6 +299,8 @@ def build_reference(spec: ModuleSpec, ours: nn.Module, channels: int, hw: tuple[
         elif p.default is p.empty:
             kwargs[p.name] = _attribute(ours, p.name)
     kwargs.update(given)
+    if spec.name in REFERENCE_KWARGS:
+        kwargs.update(REFERENCE_KWARGS[spec.name](ours))
     args = (channels,) if takes_channels else ()
     try:
         ref = factory(*args, **kwargs)

@@ -95,6 +95,17 @@ class SafeBatchNorm2d(nn.BatchNorm2d):
         return super().forward(x)
 
 
+class SafeBatchNorm1d(nn.BatchNorm1d):
+    """:class:`SafeBatchNorm2d` for ``(N, C)`` / ``(N, C, L)`` inputs (a one-frame clip at batch 1)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.track_running_stats and x.numel() == x.shape[1]:
+            return nn.functional.batch_norm(
+                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+            )
+        return super().forward(x)
+
+
 class Gate(nn.Module):
     """The attention weights' exit point: ``forward(w)`` returns ``activation(w)``.
 

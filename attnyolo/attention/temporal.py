@@ -22,6 +22,7 @@ from torch import nn
 from attnyolo.attention._base import (
     Gate,
     LayerType,
+    SafeBatchNorm1d,
     check_divisible,
     check_odd_kernel,
     check_positive,
@@ -141,14 +142,14 @@ class TAM(nn.Module):
         hidden = max(1, channels // beta)
         self.local = nn.Sequential(
             nn.Conv1d(channels, hidden, kernel_size, padding=kernel_size // 2, bias=False),
-            nn.BatchNorm1d(hidden),
+            SafeBatchNorm1d(hidden),  # a one-frame clip at batch 1 (frames=1 in a detector) still trains
             create_act(act_layer),
             nn.Conv1d(hidden, channels, 1, bias=False),
         )
         self.gate = Gate(gate_layer)
         self.kernel_mlp = nn.Sequential(
             nn.Linear(frames, frames * alpha, bias=False),
-            nn.BatchNorm1d(frames * alpha),
+            SafeBatchNorm1d(frames * alpha),
             create_act(act_layer),
             nn.Linear(frames * alpha, kernel_size, bias=False),
         )

@@ -357,3 +357,13 @@ def test_heads_not_dividing_channels_raises_value_error_naming_heads_and_channel
 def test_bad_hyperparameter_raises_value_error_naming_it(name, kwargs, param):
     with pytest.raises(ValueError, match=param):
         create(name, 16, frames=2, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["tam", "tmhsa", "gltr", "stnl", "divided_st"])
+def test_one_frame_clip_trains_at_batch_one(name):
+    # In a detector a temporal module sees frames=1; a batch of one image must still train.
+    module = create(name, 16, frames=1).train()
+    x = torch.randn(1, 16, 5, 4, requires_grad=True)
+    y = module(x)
+    y.sum().backward()
+    assert y.shape == x.shape and torch.isfinite(y).all() and x.grad is not None

@@ -78,13 +78,13 @@ def create_act(layer: LayerType, **kwargs) -> nn.Module:
     return layer(**kwargs)
 
 
-class SafeBatchNorm2d(nn.BatchNorm2d):
-    """``nn.BatchNorm2d`` that also trains when a channel holds a single value (batch 1 after global pooling).
+class _SingleValueSafeBatchNorm:
+    """Mixin for ``nn.BatchNorm*d``: train also when a channel holds a single value.
 
     Batch statistics of one value are undefined (PyTorch raises, and normalising a value by itself would
     output ``bias`` whatever the input). In that case only, the layer normalises with its running
-    statistics, as in eval mode, and leaves them unchanged. Otherwise it is exactly ``nn.BatchNorm2d``
-    (same parameters, buffers and state-dict keys), so reference weights load without a key map.
+    statistics, as in eval mode, and leaves them unchanged. Otherwise it is exactly the BatchNorm it mixes
+    into (same parameters, buffers and state-dict keys), so reference weights load without a key map.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -95,15 +95,12 @@ class SafeBatchNorm2d(nn.BatchNorm2d):
         return super().forward(x)
 
 
-class SafeBatchNorm1d(nn.BatchNorm1d):
-    """:class:`SafeBatchNorm2d` for ``(N, C)`` / ``(N, C, L)`` inputs (a one-frame clip at batch 1)."""
+class SafeBatchNorm2d(_SingleValueSafeBatchNorm, nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` that also trains on one value per channel (batch 1 after global pooling)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and self.track_running_stats and x.numel() == x.shape[1]:
-            return nn.functional.batch_norm(
-                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
-            )
-        return super().forward(x)
+
+class SafeBatchNorm1d(_SingleValueSafeBatchNorm, nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` that also trains on one value per channel (a one-frame clip at batch 1)."""
 
 
 class Gate(nn.Module):

@@ -8,6 +8,7 @@ BCCD_Dataset (MIT); the licence travels inside the zip and the unpacked folder.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -24,6 +25,7 @@ NAMES = {0: "RBC", 1: "WBC", 2: "Platelets"}
 SPLITS = ("train", "val", "test")
 
 
+@functools.cache  # the archive is read-only package data: hash its 3.8 MB once per process
 def _archive_digest() -> str:
     return hashlib.sha256(ARCHIVE.read_bytes()).hexdigest()[:12]
 

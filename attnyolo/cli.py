@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 import attnyolo
-from attnyolo.errors import AttnYoloError
+from attnyolo.errors import AttnYoloError, one_line
 
 app = typer.Typer(
     name="attnyolo",
@@ -110,10 +110,6 @@ def _load_optional_commands() -> None:
 _load_optional_commands()
 
 
-def _one_line(message: str) -> str:
-    return " ".join(str(message).split())
-
-
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app, print bad input as one line, return the exit code."""
     debug = os.environ.get("ATTNYOLO_DEBUG", "") not in {"", "0"}
@@ -128,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        typer.echo(f"attnyolo: error: {_one_line(str(msg))}", err=True)
+        typer.echo(f"attnyolo: error: {one_line(str(msg))}", err=True)
         return 2
     except Exception as e:
         # Usage errors from Typer's (vendored) click: matched by shape, not by import path.
@@ -137,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         if type(e).__name__ == "NoArgsIsHelpError":  # bare `attnyolo` or bare group: show its help
             typer.echo(e.ctx.get_help() if getattr(e, "ctx", None) else e.format_message())
             return 0
-        typer.echo(f"attnyolo: error: {_one_line(e.format_message())} (see attnyolo --help)", err=True)
+        typer.echo(f"attnyolo: error: {one_line(e.format_message())} (see attnyolo --help)", err=True)
         return 2
     return rv if isinstance(rv, int) else 0
 

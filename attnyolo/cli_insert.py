@@ -17,6 +17,7 @@ from typing import Any
 import typer
 import yaml
 
+from attnyolo.errors import one_line
 from attnyolo.graph import api, placement
 from attnyolo.graph.channels import layer_channels, resolve_scale
 from attnyolo.graph.checks import probe, row_hparams
@@ -27,7 +28,8 @@ from attnyolo.registry import describe
 
 
 def _fail(e: Exception) -> None:
-    typer.echo(f"attnyolo: error: {' '.join(str(e).split())}", err=True)
+    # Same line as attnyolo.cli.main prints; also when this group runs on its own (tests, other apps).
+    typer.echo(f"attnyolo: error: {one_line(e)}", err=True)
     raise typer.Exit(2)
 
 

@@ -7,3 +7,8 @@ class AttnYoloError(ValueError):
 
 class DataError(AttnYoloError):
     """A dataset or data YAML that cannot be used."""
+
+
+def one_line(message: object) -> str:
+    """``message`` as one line (the CLI's error format: ``attnyolo: error: <one line>``)."""
+    return " ".join(str(message).split())

@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.table import Table
 
@@ -52,12 +53,9 @@ class RunResult:
     run_dir: str
 
 
-def cpu_latency_ms(model, imgsz: int, runs: int = 30, warmup: int = 5) -> float:
+def cpu_latency_ms(model: torch.nn.Module, imgsz: int, runs: int = 30, warmup: int = 5) -> float:
     """Median wall time of one batch-1 forward pass on the CPU, in milliseconds."""
-    import torch
-
-    net = model.model if hasattr(model, "model") and not isinstance(model, torch.nn.Module) else model
-    net = net.float().cpu().eval()
+    net = model.float().cpu().eval()
     x = torch.zeros(1, 3, imgsz, imgsz)
     times = []
     with torch.inference_mode():

@@ -13,7 +13,8 @@ import typer
 from typer.testing import CliRunner
 
 import attnyolo.graph as g
-from attnyolo.cli_insert import default_output, parse_hparams, parse_where, register_commands
+from attnyolo.cli.args import parse_hparams, parse_where
+from attnyolo.cli.insert import default_output, register_commands
 
 
 @pytest.fixture(scope="module")

@@ -19,34 +19,7 @@ from typing import Any
 
 import typer
 
-from attnyolo.errors import AttnYoloError
-
-
-class CLIArgumentError(AttnYoloError):
-    """A command-line argument that cannot be parsed."""
-
-
-def parse_yolo_args(items: list[str]) -> dict[str, Any]:
-    """``["epochs=3", "imgsz=320", "device=cpu"]`` -> ``{"epochs": 3, "imgsz": 320, "device": "cpu"}``, with
-    Ultralytics' own value parsing (``smart_value``)."""
-    from ultralytics.cfg import smart_value
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or key.startswith("-"):
-            raise CLIArgumentError(f"Ultralytics arguments are key=value (epochs=3 imgsz=320), got {item!r}")
-        out[key.strip()] = smart_value(value.strip())
-    return out
-
-
-def _console():
-    from rich.console import Console
-
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = max(console.width, 120)
-    return console
+from attnyolo.cli.args import make_console, parse_hparams, parse_where, parse_yolo_args
 
 
 def finetune_command(
@@ -70,7 +43,6 @@ def finetune_command(
     """
     from rich.table import Table
 
-    from attnyolo.cli_insert import parse_hparams, parse_where
     from attnyolo.finetune import finetune
 
     names = [n.strip() for n in name.split(",") if n.strip()]
@@ -85,7 +57,7 @@ def finetune_command(
         hparams=parse_hparams(hparam),
         **parse_yolo_args(list(ctx.args)),
     )
-    console = _console()
+    console = make_console()
     from attnyolo.finetune import gamma_values
 
     values = gamma_values(result.model)
@@ -146,7 +118,7 @@ def transfer_command(
         model.names = base_names
     report = transfer(model, ckpt, strict=strict)
     report.source = str(base)
-    console = _console()
+    console = make_console()
     console.print(report.as_table(per_tensor=per_tensor))
     meta = {"base": str(base), "edited": str(edited), "transfer": report.counts}
     if output.suffix == ".safetensors":

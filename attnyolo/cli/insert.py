@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 
+from attnyolo.cli.args import parse_hparams, parse_where
 from attnyolo.errors import one_line
-from attnyolo.graph import api, placement
+from attnyolo.graph import api
 from attnyolo.graph.channels import layer_channels, resolve_scale
 from attnyolo.graph.checks import probe, row_hparams
 from attnyolo.graph.errors import GraphError, UnknownModuleError
@@ -31,30 +31,6 @@ def _fail(e: Exception) -> None:
     # Same line as attnyolo.cli.main prints; also when this group runs on its own (tests, other apps).
     typer.echo(f"attnyolo: error: {one_line(e)}", err=True)
     raise typer.Exit(2)
-
-
-def parse_hparams(items: list[str]) -> dict[str, Any]:
-    """``["rd_ratio=0.0625", "act_layer=relu"]`` -> ``{"rd_ratio": 0.0625, "act_layer": "relu"}`` (YAML values)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise GraphError(f"--hparam takes key=value, got {item!r}")
-        try:
-            out[key.strip()] = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError:
-            out[key.strip()] = value
-    return out
-
-
-def parse_where(where: str | None) -> Any:
-    """``"neck"`` stays a name; ``"12,15"`` becomes ``[12, 15]``; anything else is left for the resolver."""
-    if where is None or where.lower().replace("-", "_") in placement.NAMED:
-        return where
-    try:
-        return [int(x) for x in where.split(",") if x.strip()]
-    except ValueError:
-        return where
 
 
 def default_output(base: str, scale: str, names: list[str]) -> Path:

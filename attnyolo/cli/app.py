@@ -6,7 +6,6 @@ one line on stderr and exit code 2 (set ``ATTNYOLO_DEBUG=1`` to see the tracebac
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from pathlib import Path
@@ -90,24 +89,15 @@ def demo(
     print_results([result], console)
 
 
-def _load_optional_commands() -> None:
-    # Command groups that live next to the layer they drive register themselves here.
-    from attnyolo import cli_zoo
+def _register_command_groups() -> None:
+    # One file per command group in this package; each adds its commands with register_commands(app).
+    from attnyolo.cli import insert, weights, zoo
 
-    cli_zoo.register_commands(app)
-    try:
-        cli_insert = importlib.import_module("attnyolo.cli_insert")
-    except ModuleNotFoundError as e:  # pragma: no cover - only while the engine is being written
-        if e.name != "attnyolo.cli_insert":
-            raise
-    else:
-        cli_insert.register_commands(app)
-    from attnyolo import cli_weights
-
-    cli_weights.register_commands(app)
+    for group in (zoo, insert, weights):
+        group.register_commands(app)
 
 
-_load_optional_commands()
+_register_command_groups()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,8 +9,15 @@ what stayed behind and why, and what the edited model initialises itself (insert
 
 The index map is found without the caller's help: when the source carries its architecture (a checkpoint's or a
 model's ``yaml``, the ``model_yaml`` of an attnyolo ``.safetensors``), the source's layers are aligned with the
-model's (:func:`align`: the model must be the source with attention rows spliced in); otherwise the model's own
-attention rows (the ``attnyolo`` record the engine writes into ``model.yaml``) give the map from the base.
+model's (:func:`attnyolo.graph.align.align_layers`: same architecture -> the identity; base -> edited, edited ->
+another edited, edited -> base -> shared layers and twin attention rows); a bare state dict takes the model's own
+attention record (the ``attnyolo`` record in ``model.yaml``: base -> model) or its keys as they are, whichever
+places more tensors.
+
+Nothing is lost silently: a source tensor whose layer has a place in the model but that cannot be copied (a key
+the model lacks, another shape) stops the transfer unless ``allow_partial=True``. Two kinds of left-behind
+tensors are reported and allowed: those of source layers with no place in the model (an attention row the model
+does not have) and the head's class convolutions when the class count changes.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from torch import nn
 
 from attnyolo.checkpoints import _unwrap, load_checkpoint, safetensors_metadata
 from attnyolo.errors import AttnYoloError
+from attnyolo.graph.align import align_layers
 from attnyolo.graph.edit import IndexMap
 
 _LAYER_KEY = re.compile(r"^model\.(\d+)\.(.+)$")
@@ -160,17 +168,47 @@ def _row_order(item: tuple[tuple[str, str], Any]) -> tuple[int, int, str]:
     return (0, int(layer), src) if layer.isdigit() else (1, 0, layer)
 
 
-def _state_dict_of(source: Any, trust: bool) -> tuple[dict[str, torch.Tensor], str, Any]:
-    """Normalise every accepted source to ``(state dict, description, model YAML or None)``."""
+@dataclass
+class TransferSource:
+    """A transfer's source, loaded once: its state dict, a name for messages, its architecture and class names.
+
+    Attributes:
+        state: the tensors (``model.<i>.<rest>`` keys).
+        name: a path or a type name.
+        cfg: the source's model YAML dict when it carries one (a checkpoint's model, an attnyolo ``.safetensors``'s
+            metadata, a model object), else ``None``.
+        names: the class names when the source carries them, else ``None``.
+    """
+
+    state: dict[str, torch.Tensor]
+    name: str
+    cfg: Any = None
+    names: dict | None = None
+
+
+def load_source(source: Any, *, trust: bool = False) -> TransferSource:
+    """Load a transfer source once (see :func:`transfer` for the accepted forms), keeping its architecture.
+
+    A path keeps the architecture an attnyolo ``.safetensors`` stores in its metadata, which a state dict read
+    from the same file no longer has: pass the path (or this object), not the loaded dict.
+    """
+    if isinstance(source, TransferSource):
+        return source
     if isinstance(source, (str, os.PathLike)):
         name = str(source)
         ckpt = load_checkpoint(Path(source), trust=trust)
-        cfg = _yaml_of_checkpoint(ckpt)
-        if cfg is None and not any(isinstance(ckpt.get(k), nn.Module) for k in ("ema", "model")):
-            cfg = _yaml_of_safetensors(Path(source))
-        return _state_dict_of_checkpoint(ckpt, name), name, cfg
+        net = _module_of(ckpt)
+        cfg = getattr(net, "yaml", None) if net is not None else _yaml_of_safetensors(Path(source))
+        names = getattr(net, "names", None) if net is not None else _names_of_safetensors(Path(source))
+        return TransferSource(_state_dict_of_checkpoint(ckpt, name), name, cfg, _as_names(names))
     if isinstance(source, Mapping):
-        return _state_dict_of_checkpoint(source, "the source dict"), "a state dict", _yaml_of_checkpoint(source)
+        net = _module_of(source)
+        return TransferSource(
+            _state_dict_of_checkpoint(source, "the source dict"),
+            "a state dict",
+            _yaml_of_checkpoint(source),
+            _as_names(getattr(net, "names", None)),
+        )
     try:
         net = _unwrap(source)
     except TypeError as e:
@@ -178,7 +216,29 @@ def _state_dict_of(source: Any, trust: bool) -> tuple[dict[str, torch.Tensor], s
             f"cannot transfer from a {type(source).__name__}: expected a checkpoint path (.pt, .safetensors), a "
             "state dict or a model"
         ) from e
-    return dict(net.state_dict()), type(net).__name__, getattr(net, "yaml", None)
+    return TransferSource(
+        dict(net.state_dict()), type(net).__name__, getattr(net, "yaml", None), _as_names(getattr(net, "names", None))
+    )
+
+
+def _module_of(ckpt: Mapping[str, Any]) -> nn.Module | None:
+    return next((ckpt[k] for k in ("ema", "model") if isinstance(ckpt.get(k), nn.Module)), None)
+
+
+def _as_names(names: Any) -> dict | None:
+    return dict(names) if isinstance(names, Mapping) and names else None
+
+
+def _names_of_safetensors(path: Path) -> dict | None:
+    import json
+
+    if path.suffix != ".safetensors":
+        return None
+    try:
+        names = json.loads(safetensors_metadata(path).get("names", "{}"))
+        return {int(k): v for k, v in names.items()} if isinstance(names, dict) else None
+    except (AttnYoloError, ValueError):
+        return None
 
 
 def _yaml_of_checkpoint(ckpt: Mapping[str, Any]) -> Any:
@@ -245,82 +305,86 @@ def _check_index_map(index_map: Any) -> dict[int, int] | None:
     return checked
 
 
-def _same_row(a: Any, b: Any) -> bool:
-    return (a.module, a.repeats, a.args) == (b.module, b.repeats, b.args)
-
-
 def align(source_cfg: Any, target_cfg: Any) -> IndexMap | None:
-    """The map from ``source_cfg``'s layers to ``target_cfg``'s when the target is the source with attention rows
-    spliced into its edges (what :func:`attnyolo.insert` does); ``None`` when it is not.
+    """The map from ``source_cfg``'s layers to ``target_cfg``'s when every source layer has a place in the target
+    (the target is the source with attention rows added, or the same model); ``None`` otherwise.
 
-    Rows are matched in order by module, repeats and args; the target may have extra attnyolo attention rows
-    only; and every matched layer must read, through any inserted rows, the layers its source reads.
+    :func:`attnyolo.graph.align.align_layers` gives the partial map for every other pairing of a shared base.
     """
-    from attnyolo.graph.layers import INPUT, check_model, layers
-
-    try:
-        check_model(source_cfg)
-        check_model(target_cfg)
-    except AttnYoloError:
+    aligned = align_layers(source_cfg, target_cfg)
+    if aligned is None or not aligned.total:
         return None
-    src, dst = layers(source_cfg), layers(target_cfg)
-    mapping: dict[int, int] = {}
-    j = 0
-    for row in src:
-        while j < len(dst) and not _same_row(row, dst[j]):
-            if dst[j].attention is None:
-                return None
-            j += 1
-        if j == len(dst):
-            return None
-        mapping[row.index] = j
-        j += 1
-    if any(x.attention is None for x in dst[j:]):
-        return None
-    inserted = set(range(len(dst))) - set(mapping.values())
-
-    def through(k: int) -> int:
-        while k in inserted and k != INPUT:
-            k = dst[k].inputs[0]
-        return k
-
-    for row in src:
-        want = [x if x == INPUT else mapping[x] for x in row.inputs]
-        if want != [through(x) for x in dst[mapping[row.index]].inputs]:
-            return None
-    return IndexMap(tuple(mapping[i] for i in range(len(src))), len(dst))
+    return IndexMap(tuple(aligned.mapping[i] for i in range(aligned.source_size)), aligned.target_size)
 
 
-def _find_index_map(net: nn.Module, source_cfg: Any) -> tuple[dict[int, int] | None, str]:
-    """The index map when the caller gives none (see the module docstring), and where it came from."""
+def _find_index_map(
+    net: nn.Module, source_cfg: Any, src: Mapping[str, torch.Tensor], dst: Mapping[str, torch.Tensor]
+) -> tuple[dict[int, int] | None, str]:
+    """The index map when the caller gives none (see the module docstring), and where it came from.
+
+    A source that carries its architecture is aligned with the model (any two models of one base align; two
+    architectures that do not keep their keys, and whatever cannot be placed stops the transfer). A bare state
+    dict is either the base of the model's attention record or a model of the same architecture: of the two maps,
+    the one that places more tensors is taken, so an edited state dict is never pushed through the base's map.
+    """
     from attnyolo.graph.api import index_map as record_map
 
     target_cfg = getattr(net, "yaml", None)
     if not isinstance(target_cfg, Mapping):
         return None, "none"
     if isinstance(source_cfg, Mapping):
-        aligned = align(source_cfg, target_cfg)
+        aligned = align_layers(source_cfg, target_cfg)
         if aligned is not None:
-            return _check_index_map(aligned), "aligned"
+            return aligned.mapping, "aligned"
+        return None, "none"
     try:
         imap = record_map(target_cfg)
     except AttnYoloError:
         return None, "none"
-    if imap.inserted:
-        return _check_index_map(imap), "model record"
-    return None, "none"
+    if not imap.inserted:
+        return None, "none"
+    record = _check_index_map(imap)
+    by_record = len(_plan(src, dst, record)[0])
+    by_keys = len(_plan(src, dst, None)[0])
+    return (None, "none") if by_keys > by_record else (record, "model record")
 
 
 def _shape(t: torch.Tensor) -> str:
     return str(tuple(t.shape))
 
 
+NO_PLACE, CLASSES, LOST = "no place", "classes", "lost"
+"""How a left-behind source tensor counts: its layer has no place in the target (the architecture says so), it is
+a head class convolution of another class count (reported, allowed), or it had a place and would be lost."""
+
+
+@dataclass(frozen=True)
+class _Head:
+    """What tells a class-count change apart from a loss: the target's head layer and both class counts."""
+
+    layer: int | None
+    nc_target: int | None
+    nc_source: int | None
+
+    def class_change(self, target_key: str, src: torch.Tensor, dst: torch.Tensor) -> bool:
+        m = _LAYER_KEY.match(target_key)
+        if self.layer is None or self.nc_target is None or not m or int(m.group(1)) != self.layer:
+            return False
+        if src.dim() != dst.dim() or src.shape[1:] != dst.shape[1:] or dst.shape[0] != self.nc_target:
+            return False
+        return self.nc_source is None or src.shape[0] == self.nc_source
+
+
 def _plan(
-    src: Mapping[str, torch.Tensor], dst: Mapping[str, torch.Tensor], index_map: dict[int, int] | None
-) -> tuple[list[tuple[str, str]], list[tuple[str, str, bool]]]:
-    """Decide every source tensor's fate without touching the model: (copies, skips with 'counts for strict')."""
+    src: Mapping[str, torch.Tensor],
+    dst: Mapping[str, torch.Tensor],
+    index_map: dict[int, int] | None,
+    head: _Head | None = None,
+    why_unmapped: str = "is not in the index map",
+) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+    """Decide every source tensor's fate without touching the model: (copies, skips with their kind)."""
     copies: list[tuple[str, str]] = []
-    skips: list[tuple[str, str, bool]] = []
+    skips: list[tuple[str, str, str]] = []
     claimed: set[str] = set()
     for key, tensor in src.items():
         target = key
@@ -328,20 +392,41 @@ def _plan(
         if m and index_map is not None:
             old = int(m.group(1))
             if old not in index_map:
-                skips.append((key, f"not in target (layer {old} is not in the index map)", False))
+                skips.append((key, f"not in target (layer {old} {why_unmapped})", NO_PLACE))
                 continue
             target = f"model.{index_map[old]}.{m.group(2)}"
         if target not in dst:
             where = f" as {target}" if target != key else ""
-            skips.append((key, f"not in target (no tensor{where} in the model)", True))
+            skips.append((key, f"not in target (no tensor{where} in the model)", LOST))
         elif dst[target].shape != tensor.shape:
-            skips.append((key, f"shape mismatch (src {_shape(tensor)} vs dst {_shape(dst[target])})", True))
+            kind = CLASSES if head is not None and head.class_change(target, tensor, dst[target]) else LOST
+            skips.append((key, f"shape mismatch (src {_shape(tensor)} vs dst {_shape(dst[target])})", kind))
         elif target in claimed:
-            skips.append((key, f"not in target ({target} already filled by another source tensor)", True))
+            skips.append((key, f"not in target ({target} already filled by another source tensor)", LOST))
         else:
             claimed.add(target)
             copies.append((key, target))
     return copies, skips
+
+
+def _nc(cfg: Any) -> int | None:
+    nc = cfg.get("nc") if isinstance(cfg, Mapping) else None
+    return nc if isinstance(nc, int) and not isinstance(nc, bool) else None
+
+
+def _head_of(net: nn.Module, source_cfg: Any) -> _Head:
+    layers_ = getattr(net, "model", None)
+    layer = len(layers_) - 1 if isinstance(layers_, nn.Sequential) and len(layers_) else None
+    return _Head(layer, _nc(getattr(net, "yaml", None)), _nc(source_cfg))
+
+
+def _refusal(name: str, total: int, lost: list[tuple[str, str]], what: str, hint: str) -> TransferError:
+    listed = "; ".join(f"{k}: {reason}" for k, reason in lost[:10])
+    more = f"; ... and {len(lost) - 10} more" if len(lost) > 10 else ""
+    return TransferError(
+        f"{what} from {name}: {len(lost)} of {total} source tensors would be left behind ({listed}{more}); "
+        f"the model was not changed{hint}"
+    )
 
 
 def transfer(
@@ -350,50 +435,58 @@ def transfer(
     index_map: IndexMap | Mapping[int, int] | Sequence[int] | None = None,
     *,
     strict: bool = False,
+    allow_partial: bool = False,
     trust: bool = False,
 ) -> TransferReport:
-    """Copy a base model's weights into ``model`` (in place), following the layers through ``index_map``.
+    """Copy a model's weights into ``model`` (in place), following the layers through ``index_map``.
 
     Args:
         model: the model to fill: an Ultralytics model (``DetectionModel``...) or ``YOLO`` object.
         source: a checkpoint path (Ultralytics ``.pt``, a state-dict ``.pt``, ``.safetensors``), a checkpoint or
-            state dict, or a model / ``YOLO`` object. A checkpoint with both ``ema`` and ``model`` gives ``ema``,
-            as in Ultralytics.
+            state dict, a model / ``YOLO`` object, or a :class:`TransferSource` (:func:`load_source`). A
+            checkpoint with both ``ema`` and ``model`` gives ``ema``, as in Ultralytics.
         index_map: old layer index -> new layer index: an :class:`~attnyolo.IndexMap` (as :func:`attnyolo.insert`
             returns), a mapping, or the list ``[new index of layer 0, of layer 1, ...]``. Keys
             ``model.<old>.<rest>`` become ``model.<index_map[old]>.<rest>``; a layer absent from the map is
-            reported "not in target". ``None`` (the usual case) finds the map itself: by aligning the source's
-            architecture with the model's when the source carries one, else from the model's attention rows
-            (``model.yaml``'s ``attnyolo`` record); a model without attention rows keeps the keys as they are.
-        strict: raise :class:`TransferError` (and leave the model untouched) when any source tensor of a mapped
-            layer would be left behind (missing in the model, or another shape).
+            reported "not in target". ``None`` (the usual case) finds the map itself: a source that carries its
+            architecture is aligned with the model (:func:`attnyolo.graph.align.align_layers`: base -> edited,
+            edited -> the same or another edited model, edited -> base); a bare state dict takes the model's
+            attention record (``model.yaml``'s ``attnyolo`` record, base -> model) or the keys as they are,
+            whichever places more tensors.
+        strict: also refuse the head's class convolutions of another class count (otherwise reported and allowed).
+        allow_partial: accept a transfer that leaves behind source tensors that have a place in the model
+            (another shape, or a key the model lacks); by default that raises :class:`TransferError`, because
+            losing weights silently is what this function exists to prevent. Tensors of source layers that have
+            no place in the model (an attention row the model does not have) are reported, never refused.
         trust: allow a full pickle load of a path source (see :func:`attnyolo.checkpoints.load_checkpoint`).
 
     Returns:
         A :class:`TransferReport`; ``report.as_table()`` renders it.
 
     Raises:
-        TransferError: a source that holds no weights, a malformed index map, or a strict transfer that would
-            leave tensors behind.
+        TransferError: a source that holds no weights, a malformed index map, or a transfer that would leave
+            tensors behind (see ``strict`` and ``allow_partial``); the model is then left untouched.
         CheckpointError: a path source that cannot be loaded safely.
     """
     from ultralytics.utils.torch_utils import intersect_dicts
 
     net = _unwrap(model)
     checked_map = _check_index_map(index_map)
-    src, name, source_cfg = _state_dict_of(source, trust)
+    loaded = source if isinstance(source, TransferSource) else load_source(source, trust=trust)
+    src, name, source_cfg = loaded.state, loaded.name, loaded.cfg
+    dst = net.state_dict()
     how = "given"
     if index_map is None:
-        checked_map, how = _find_index_map(net, source_cfg)
-    dst = net.state_dict()
-    copies, skips = _plan(src, dst, checked_map)
-    left_behind = [(k, reason) for k, reason, counts in skips if counts]
-    if strict and left_behind:
-        listed = "; ".join(f"{k}: {reason}" for k, reason in left_behind[:10])
-        more = f"; ... and {len(left_behind) - 10} more" if len(left_behind) > 10 else ""
-        raise TransferError(
-            f"strict transfer from {name}: {len(left_behind)} of {len(src)} source tensors would be left behind "
-            f"({listed}{more}); the model was not changed"
+        checked_map, how = _find_index_map(net, source_cfg, src, dst)
+    why = "has no twin in the model" if how == "aligned" else "is not in the index map"
+    copies, skips = _plan(src, dst, checked_map, _head_of(net, source_cfg), why)
+    lost = [(k, reason) for k, reason, kind in skips if kind == LOST]
+    classes = [(k, reason) for k, reason, kind in skips if kind == CLASSES]
+    if strict and (lost or classes):
+        raise _refusal(name, len(src), lost + classes, "strict transfer", "")
+    if lost and not allow_partial:
+        raise _refusal(
+            name, len(src), lost, "transfer", " (pass allow_partial=True, CLI --allow-partial, to accept the loss)"
         )
     live = {**dict(net.named_parameters(remove_duplicate=False)), **dict(net.named_buffers(remove_duplicate=False))}
     with torch.no_grad():

@@ -94,29 +94,32 @@ def transfer_command(
     base: Path = typer.Argument(..., help="Base checkpoint: .pt (Ultralytics or state dict) or .safetensors."),
     output: Path = typer.Option(..., "--output", "-o", help="Output: .pt (Ultralytics checkpoint) or .safetensors."),
     nc: int | None = typer.Option(None, "--nc", help="Classes (default: the base checkpoint's, else the YAML's)."),
-    strict: bool = typer.Option(False, "--strict", help="Fail if any base tensor would be left behind."),
+    strict: bool = typer.Option(False, "--strict", help="Fail also on the head's class convs (other class count)."),
+    allow_partial: bool = typer.Option(
+        False, "--allow-partial", help="Accept leaving behind base tensors that have a place in EDITED."
+    ),
     trust: bool = typer.Option(False, "--trust-checkpoint", help="Full pickle load of BASE (only if you trust it)."),
     per_tensor: bool = typer.Option(False, "--per-tensor", help="One table row per tensor instead of per layer."),
 ) -> None:
-    """Build EDITED and fill it with BASE's weights through the insertion's index map; print the report."""
-    from torch import nn
+    """Build EDITED and fill it with BASE's weights, layer by layer; print the report.
 
-    from attnyolo.checkpoints import load_checkpoint, save_safetensors
+    BASE may be the base model or an edited one (the same or another attention, placement): the two
+    architectures are aligned. A transfer that would leave weights behind stops, unless --allow-partial.
+    """
+    from attnyolo.checkpoints import save_safetensors
     from attnyolo.graph import build, load
-    from attnyolo.weights import transfer
+    from attnyolo.weights import load_source, transfer
 
-    ckpt = load_checkpoint(base, trust=trust)
-    net = next((ckpt[k] for k in ("ema", "model") if isinstance(ckpt.get(k), nn.Module)), None)
-    base_names = dict(getattr(net, "names", None) or {})
-    if nc is None and net is not None and isinstance(getattr(net, "yaml", None), dict):
-        nc = net.yaml.get("nc")
+    source = load_source(base, trust=trust)  # the path keeps a .safetensors' architecture for the alignment
+    if nc is None and isinstance(source.cfg, dict):
+        nc = source.cfg.get("nc")
     cfg = load(edited)
     if nc is not None:
         cfg["nc"] = nc  # build for nc without Ultralytics' "overriding nc" notice
     model = build(cfg, nc=nc)
-    if base_names and len(base_names) == model.yaml.get("nc"):
-        model.names = base_names
-    report = transfer(model, ckpt, strict=strict)
+    if source.names and len(source.names) == model.yaml.get("nc"):
+        model.names = source.names
+    report = transfer(model, source, strict=strict, allow_partial=allow_partial)
     report.source = str(base)
     console = make_console()
     console.print(report.as_table(per_tensor=per_tensor))

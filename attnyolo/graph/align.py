@@ -65,8 +65,7 @@ def _view(cfg: Mapping) -> _View:
     number[INPUT] = INPUT
 
     signature = [
-        (rows[k].module, rows[k].repeats, rows[k].args, tuple(number[through(j)] for j in rows[k].inputs))
-        for k in base
+        (rows[k].module, rows[k].repeats, rows[k].args, tuple(number[through(j)] for j in rows[k].inputs)) for k in base
     ]
     slots: dict[tuple[int, int], list[int]] = {}
     for x in rows:

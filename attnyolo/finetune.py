@@ -23,6 +23,8 @@ Callbacks registered on the run (usable on any ``YOLO`` object too):
   :mod:`attnyolo.graph.ultralytics`) at the start (epoch 0) and after each epoch, in
   ``<run_dir>/attnyolo_gamma.csv`` (columns ``epoch, layer, attention, gamma, gamma_ema``; ``gamma_ema`` is the
   EMA model's value, the one ``best.pt`` holds). The file is rewritten atomically at each epoch end.
+- the start checkpoint (the transferred model, before any training) is kept as ``<run_dir>/weights/start.pt`` and
+  recorded as ``model`` in the run's ``args.yaml``, so ``attnyolo yolo train cfg=<run_dir>/args.yaml`` reruns it.
 - :class:`FreezeTransferred` (``freeze_epochs=N``): for the first N epochs the transferred (base) parameters get
   no gradient and the base's BatchNorm layers keep their running statistics; from epoch N on they train again
   (the optimiser holds them from the start, so nothing is rebuilt). Only the inserted layers, their ``gamma``
@@ -35,7 +37,8 @@ How gamma evolves: ``gamma`` starts at 0, so the first forward pass is the base 
 the identity); one that grows means the layer is being used.
 
 Not covered: multi-GPU (DDP) runs start Ultralytics' trainer in a subprocess that does not carry these
-callbacks (the transfer still holds: the subprocess loads the transferred checkpoint); resuming with
+callbacks (the transfer still holds: the subprocess loads the transferred checkpoint, but ``start.pt`` is not kept in
+the run folder); resuming with
 ``yolo train resume`` continues training without them.
 """
 
@@ -318,6 +321,42 @@ def _start_checker(expected: dict[str, torch.Tensor]):
     return check
 
 
+START_PT = "start.pt"
+"""File name, inside the run's ``weights`` folder, of the transferred model the run starts from."""
+
+
+def _keep_start(start: Path):
+    """Copy the start checkpoint into the run's ``weights`` folder and record it as ``model`` in ``args.yaml``.
+
+    Ultralytics writes ``args.yaml`` before any callback runs, with ``model`` = the temporary start file; this
+    rewrites it once the copy is in place, so ``attnyolo yolo train cfg=RUN/args.yaml`` reruns the same fine-tuning.
+    """
+
+    def keep(trainer: Any) -> None:
+        if not _is_main_process():
+            return
+        from ultralytics.utils import YAML
+
+        wdir = Path(trainer.wdir)
+        wdir.mkdir(parents=True, exist_ok=True)
+        kept = wdir / START_PT
+        _atomic(kept, lambda tmp: shutil.copyfile(start, tmp))
+        trainer.args.model = str(kept)
+        _atomic(Path(trainer.save_dir) / "args.yaml", lambda tmp: YAML.save(tmp, vars(trainer.args)))
+
+    return keep
+
+
+def _atomic(path: Path, write: Any) -> None:
+    """``write(tmp)`` a file beside ``path``, then rename it into place (created by ``open``: the umask's mode)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _report_writer(report: TransferReport):
     def write(trainer: Any) -> None:
         if not _is_main_process():
@@ -466,6 +505,7 @@ def finetune(
         )
         yolo = YOLO(str(start))
         logger = add_gamma_logging(yolo)
+        yolo.add_callback("on_pretrain_routine_start", _keep_start(start))
         yolo.add_callback("on_pretrain_routine_start", _report_writer(report))
         yolo.add_callback("on_pretrain_routine_end", _start_checker(expected))
         if freeze_epochs:

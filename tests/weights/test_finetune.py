@@ -127,10 +127,17 @@ def test_finetune_cli_end_to_end_and_best_pt_reloads_in_a_fresh_process(base_pt,
     best = tmp_path / "cli" / "weights" / "best.pt"
     assert f"best: {best}" in " ".join(out.split())
     assert (tmp_path / "cli" / "attnyolo_gamma.csv").is_file()
+    args = yaml.safe_load((tmp_path / "cli" / "args.yaml").read_text())  # issue 11: the run can be re-run
+    assert args["model"] == str(tmp_path / "cli" / "weights" / "start.pt")
+    start = load_checkpoint(args["model"])["model"].state_dict()  # the transferred model, before training
+    again = prepare(base_pt, "cbam", "neck", default_data)
+    assert len(again.report.transferred) == 355
+    assert all(torch.equal(start[dst], again.model.state_dict()[dst]) for _, dst in again.report.transferred)
 
     script = f"""
 import json, attnyolo
 from ultralytics import YOLO
+YOLO({args["model"]!r})  # the recorded start checkpoint loads
 ckpt = attnyolo.load_checkpoint({str(best)!r})  # the safe loader accepts it: no trust needed
 layers = [type(m).__name__ for m in (ckpt["ema"] or ckpt["model"]).model if type(m).__name__.startswith("ay_")]
 m = YOLO({str(best)!r})

@@ -45,7 +45,6 @@ the run folder); resuming with
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 import os
 import shutil
@@ -277,19 +276,19 @@ def _base_architecture(path: Path, ckpt: Mapping[str, Any], trust: bool) -> tupl
 
 
 def _check_yolo_args(yolo_args: Mapping[str, Any]) -> None:
-    from ultralytics.cfg import DEFAULT_CFG_DICT, get_cfg
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    from attnyolo.yolo_args import check_values, unknown_key_message
 
     for key in yolo_args:
         if key in _REFUSED_ARGS:
             raise FinetuneError(f"yolo argument {key}= cannot be set here: {_REFUSED_ARGS[key]}")
         if key not in DEFAULT_CFG_DICT:
-            close = difflib.get_close_matches(key, list(DEFAULT_CFG_DICT), n=3, cutoff=0.6)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise FinetuneError(f"{key!r} is not an Ultralytics training argument{hint}")
+            raise FinetuneError(unknown_key_message(key, DEFAULT_CFG_DICT, "an Ultralytics training argument"))
     try:
-        get_cfg(DEFAULT_CFG_DICT, dict(yolo_args))
-    except (TypeError, ValueError, SyntaxError) as e:
-        raise FinetuneError(f"bad yolo argument: {' '.join(str(e).split())}") from None
+        check_values(yolo_args)
+    except AttnYoloError as e:
+        raise FinetuneError(str(e)) from None
 
 
 def _check_left_behind(report: TransferReport, head: int, nc_base: Any, nc: int) -> None:

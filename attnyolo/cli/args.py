@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -27,6 +28,36 @@ def parse_yolo_args(items: list[str]) -> dict[str, Any]:
             raise CLIArgumentError(f"Ultralytics arguments are key=value (epochs=3 imgsz=320), got {item!r}")
         out[key.strip()] = smart_value(value.strip())
     return out
+
+
+DATA_HELP = "Data YAML, as --data PATH or data=PATH (`attnyolo data default`: the embedded one)."
+
+
+def data_path(text: str) -> Path:
+    """``"data=x.yaml"`` or ``"x.yaml"`` -> ``Path("x.yaml")``: Ultralytics' spelling is accepted wherever a data
+    YAML is an argument."""
+    return Path(text[len("data=") :] if text.startswith("data=") else text)
+
+
+def take_data(option: Path | None, extra: list[str], *, required: bool = True) -> tuple[Path | None, list[str]]:
+    """The data YAML of a command that takes ``--data PATH`` and Ultralytics-style ``data=PATH`` among its extra
+    ``key=value`` arguments; returns it and the extra arguments without it.
+
+    Raises:
+        CLIArgumentError: the data YAML given twice (differently), or missing when ``required``.
+    """
+    if any(a.strip() == "data=" for a in extra):
+        raise CLIArgumentError("data= needs a path: data=PATH (`attnyolo data default`: the embedded one)")
+    given = [data_path(a) for a in extra if a.startswith("data=")]
+    rest = [a for a in extra if not a.startswith("data=")]
+    choices = {str(p) for p in given} | ({str(option)} if option is not None else set())
+    if len(choices) > 1:
+        raise CLIArgumentError(f"the data YAML is given twice ({', '.join(sorted(choices))}); give it once")
+    chosen = option if option is not None else (given[0] if given else None)
+    if chosen is None and required:
+        raise CLIArgumentError("a data YAML is needed: data=PATH or --data PATH (`attnyolo data default` prints the "
+                               "embedded one)")  # fmt: skip
+    return chosen, rest
 
 
 def make_console():

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import typer
 
 from attnyolo.cli.args import parse_hparams, parse_where
-from attnyolo.errors import one_line
+from attnyolo.errors import AttnYoloError, one_line
 from attnyolo.graph import api
 from attnyolo.graph.channels import layer_channels, resolve_scale
 from attnyolo.graph.checks import probe, row_hparams
@@ -33,14 +34,28 @@ def _fail(e: Exception) -> None:
     raise typer.Exit(2)
 
 
-def default_output(base: str, scale: str, names: list[str]) -> Path:
+def placement_tag(where: str | None = None, after: str | None = None) -> str:
+    """The placement as a file-name part: ``""`` for the default neck, ``"backbone"``, ``"before-head"``,
+    ``"12-15"`` for layer indices, ``"after-C2f"``; so inserts at different places get different default names."""
+    parts = []
+    text = (where or "").strip()
+    if text and text.lower().replace("-", "_") != "neck":
+        parts.append(re.sub(r"[^A-Za-z0-9]+", "-", text.lower()).strip("-"))
+    if after:
+        parts.append(f"after-{re.sub(r'[^A-Za-z0-9]+', '-', after).strip('-')}")
+    return "-".join(p for p in parts if p)
+
+
+def default_output(base: str, scale: str, names: list[str], where: str | None = None, after: str | None = None) -> Path:
     """``yolov8.yaml`` + scale ``s`` + ``[cbam]`` -> ``yolov8s-cbam.yaml``: a name from which Ultralytics'
-    ``guess_model_scale`` reads the scale back (it decides the scale ``YOLO("file.yaml")`` builds)."""
+    ``guess_model_scale`` reads the scale back (it decides the scale ``YOLO("file.yaml")`` builds). A placement
+    other than the default neck is named too: ``yolov8n-cbam-backbone.yaml``, ``yolov8n-cbam-12-15.yaml``."""
     stem = Path(base).stem
     if scale and guess_scale(stem) != scale:
         unscaled = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", stem)  # yolov8n-seg -> yolov8-seg
         stem = re.sub(r"(\d+)", rf"\g<1>{scale}", unscaled, count=1) if re.search(r"\d", unscaled) else stem
-    return Path(f"{stem}-{'-'.join(names)}.yaml")
+    tag = placement_tag(where, after)
+    return Path(f"{stem}-{'-'.join(names)}{'-' + tag if tag else ''}.yaml")
 
 
 def _layer_params(cfg: dict, scale: str | None) -> list[int] | None:
@@ -112,15 +127,21 @@ def layer_table(base: dict, edited: dict, index_map: api.IndexMap, scale: str | 
 @contextlib.contextmanager
 def _argv(args: list[str]) -> Iterator[None]:
     # Ultralytics' entrypoint reads the module-level ARGV (a copy of sys.argv); setting it for the call keeps
-    # arguments with spaces intact, which its debug="..." string (split on spaces) would not.
+    # arguments with spaces intact, which its debug="..." string (split on spaces) would not. Its help texts
+    # quote the arguments received, formatted from sys.argv at import (["yolo", "yolo", "train"...] under
+    # `attnyolo yolo`): they are re-quoted with the arguments Ultralytics really gets.
     import ultralytics.cfg as ucfg
 
-    saved = ucfg.ARGV
+    saved = ucfg.ARGV, ucfg.CLI_HELP_MSG, ucfg.SOLUTIONS_HELP_MSG
     ucfg.ARGV = ["yolo", *args]
+    received = f"Arguments received: {['yolo', *saved[0][1:]]!s}"
+    quoted = f"Arguments received: {['yolo', *args]!s}"
+    ucfg.CLI_HELP_MSG = ucfg.CLI_HELP_MSG.replace(received, quoted)
+    ucfg.SOLUTIONS_HELP_MSG = ucfg.SOLUTIONS_HELP_MSG.replace(received, quoted)
     try:
         yield
     finally:
-        ucfg.ARGV = saved
+        ucfg.ARGV, ucfg.CLI_HELP_MSG, ucfg.SOLUTIONS_HELP_MSG = saved
 
 
 def insert_command(
@@ -129,7 +150,10 @@ def insert_command(
     where: str | None = typer.Option(None, "--where", "-w", help="neck (default), backbone, before_head or IDX,..."),
     after: str | None = typer.Option(None, "--after", "-a", help="After every layer of this type (C2f, C3k2...)."),
     scale: str | None = typer.Option(None, "--scale", "-s", help="Scale for the table and for building (n, s...)."),
-    output: str | None = typer.Option(None, "--output", "-o", help="Output YAML (default BASE-NAME.yaml; - = stdout)."),
+    output: str | None = typer.Option(
+        None, "--output", "-o", help="Output YAML (default BASE-NAME[-PLACEMENT].yaml; - = stdout)."
+    ),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite the output YAML if it exists."),
     hparam: list[str] = typer.Option([], "--hparam", "-p", help="Hyper-parameter key=value; repeat for more."),
     table: bool = typer.Option(True, "--table/--no-table", help="Print the before/after layer table."),
     identity_start: bool = typer.Option(
@@ -152,6 +176,11 @@ def insert_command(
             **parse_hparams(hparam),
         )
         text = dump(cfg)
+        chosen = resolve_scale(cfg, scale).name
+        suggested = default_output(base, chosen, names, where, after)
+        out = Path(output) if output and output != "-" else suggested
+        if output != "-" and out.exists() and not force:
+            raise GraphError(f"{out} exists; pass --force to overwrite it, or -o another name")
         console = Console(stderr=output == "-", highlight=False)
         if not console.is_terminal:
             console.width = max(console.width, 120)  # files and pipes get the whole table on one line per row
@@ -168,10 +197,7 @@ def insert_command(
     if output == "-":
         typer.echo(text, nl=False)
         return
-    chosen = resolve_scale(cfg, scale).name
-    suggested = default_output(base, chosen, names)
-    out = Path(output) if output else suggested
-    out.write_text(text, encoding="utf-8")
+    _write_text(out, text)
     console.print(f"wrote {out}  (inserted rows {list(index_map.inserted)})")
     ultralytics_scale = guess_scale(out.name) or (next(iter(cfg["scales"])) if cfg.get("scales") else "")
     if chosen != ultralytics_scale:
@@ -182,12 +208,30 @@ def insert_command(
         )
 
 
+def _write_text(path: Path, text: str) -> None:
+    """Write beside ``path`` and rename into place: a crash never leaves half a YAML (mode from the umask)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def yolo_command(ctx: typer.Context) -> None:
-    """Run the Ultralytics CLI (yolo TASK MODE key=value ...) with attnyolo's modules registered."""
+    """Run the Ultralytics CLI (yolo TASK MODE key=value ...) with attnyolo's modules registered.
+
+    Keys and values are checked first: a typo is one line naming the closest valid keys (exit 2).
+    """
     from ultralytics.cfg import entrypoint
 
     from attnyolo.graph.ultralytics import register
+    from attnyolo.yolo_args import check_cli_args
 
+    try:
+        check_cli_args(list(ctx.args))
+    except AttnYoloError as e:
+        _fail(e)
     register()
     with _argv(list(ctx.args)):
         entrypoint()

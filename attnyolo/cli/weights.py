@@ -19,7 +19,7 @@ from typing import Any
 
 import typer
 
-from attnyolo.cli.args import make_console, parse_hparams, parse_where, parse_yolo_args
+from attnyolo.cli.args import DATA_HELP, make_console, parse_hparams, parse_where, parse_yolo_args, take_data
 
 
 def finetune_command(
@@ -27,7 +27,7 @@ def finetune_command(
     base: Path = typer.Argument(..., help="Base checkpoint: an Ultralytics .pt (best.pt) or an attnyolo .safetensors."),
     name: str = typer.Argument(..., help="Attention name(s) from `attnyolo list`; several as cbam,se (chained)."),
     where: str = typer.Option("neck", "--where", "-w", help="neck (default), backbone, before_head or IDX,..."),
-    data: Path = typer.Option(..., "--data", "-d", help="Data YAML (`attnyolo data default`: the embedded one)."),
+    data: Path | None = typer.Option(None, "--data", "-d", help=DATA_HELP),
     freeze_epochs: int = typer.Option(0, "--freeze-epochs", help="Train only the new layers for N epochs first."),
     trust: bool = typer.Option(False, "--trust-checkpoint", help="Full pickle load of BASE (only if you trust it)."),
     identity_start: bool = typer.Option(
@@ -37,7 +37,8 @@ def finetune_command(
 ) -> None:
     """Fine-tune BASE with attention inserted: every base weight kept, trained by Ultralytics' trainer.
 
-    Extra key=value arguments go to Ultralytics' training (epochs=30 imgsz=640 device=0 project=runs name=cbam).
+    Extra key=value arguments go to Ultralytics' training (epochs=30 imgsz=640 device=0 project=runs name=cbam);
+    data=PATH is the same as --data PATH.
 
     The run folder also gets attnyolo_gamma.csv (gamma per epoch) and attnyolo_transfer.txt.
     """
@@ -45,6 +46,7 @@ def finetune_command(
 
     from attnyolo.finetune import finetune
 
+    data, extra = take_data(data, list(ctx.args))
     names = [n.strip() for n in name.split(",") if n.strip()]
     result = finetune(
         base,
@@ -55,7 +57,7 @@ def finetune_command(
         freeze_epochs=freeze_epochs,
         identity_start=identity_start,
         hparams=parse_hparams(hparam),
-        **parse_yolo_args(list(ctx.args)),
+        **parse_yolo_args(extra),
     )
     console = make_console()
     from attnyolo.finetune import gamma_values

@@ -62,12 +62,32 @@ def data_default() -> None:
 
 
 @data_app.command("check")
-def data_check(data: Path = typer.Argument(..., help="An Ultralytics data YAML.")) -> None:
-    """Check a data YAML with Ultralytics' own dataset checker and print its splits and classes."""
-    from attnyolo.datasets import check_data
+def data_check(data: str = typer.Argument(..., help="An Ultralytics data YAML (PATH or data=PATH).")) -> None:
+    """Check a data YAML and every image and label it points to; print counts per split.
 
-    info = check_data(data)
-    typer.echo(f"{data}: {info['nc']} classes {list(info['names'].values())}; train={info['train']} val={info['val']}")
+    Fails (one line, exit 2) on a missing labels folder, an unreadable image or a bad label row; warns about
+    images without a label file (Ultralytics trains on them as background).
+    """
+    from attnyolo.cli.args import data_path, make_console
+    from attnyolo.datasets import scan_data
+
+    path = data_path(data)
+    info, splits = scan_data(path)
+    typer.echo(f"{path}: {info['nc']} classes {list(info['names'].values())}; train={info['train']} val={info['val']}")
+    table = Table(box=None, header_style="bold")
+    for col in ("split", "images", "labels", "instances", "without labels"):
+        table.add_column(col, justify="left" if col == "split" else "right")
+    for s in splits:
+        table.add_row(s.split, str(s.images), str(s.labels), str(s.instances), str(len(s.unlabelled)))
+    make_console().print(table)
+    for s in splits:
+        if s.unlabelled:
+            example = ", ".join(p.name for p in s.unlabelled[:3])
+            typer.echo(
+                f"warning: {s.split}: {len(s.unlabelled)} of {s.images} images have no label file ({example}"
+                f"{', ...' if len(s.unlabelled) > 3 else ''}); Ultralytics trains on them as background",
+                err=True,
+            )
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""CLI commands of the weight layer: ``attnyolo finetune`` and ``attnyolo transfer``.
+"""CLI commands of the weight layer: ``attnyolo finetune``, ``attnyolo transfer`` and ``attnyolo convert``.
 
 ``register_commands(app)`` adds both to a Typer app (the main ``attnyolo`` CLI wires them in)::
 
@@ -20,6 +20,7 @@ from typing import Any
 import typer
 
 from attnyolo.cli.args import DATA_HELP, make_console, parse_hparams, parse_where, parse_yolo_args, take_data
+from attnyolo.convert import ConvertError
 
 
 def finetune_command(
@@ -133,10 +134,30 @@ def transfer_command(
     console.print(f"wrote {output}")
 
 
+def convert_command(
+    source: Path = typer.Argument(..., help="Input: .pt (Ultralytics checkpoint) or .safetensors (attnyolo)."),
+    output: Path = typer.Argument(..., help="Output: .safetensors for a .pt input, .pt for a .safetensors input."),
+    trust: bool = typer.Option(False, "--trust-checkpoint", help="Full pickle load of a .pt (only if you trust it)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite OUTPUT if it exists."),
+) -> None:
+    """Convert a model between .pt and .safetensors, through the safe loaders.
+
+    A .pt becomes a pickle-free .safetensors (tensors plus the architecture); a .safetensors becomes an
+    Ultralytics checkpoint that YOLO("x.pt") and `attnyolo yolo ... model=x.pt` load.
+    """
+    from attnyolo.convert import convert
+
+    if output.exists() and not force:
+        raise ConvertError(f"{output} exists; pass --force to overwrite it, or give another name")
+    written, tensors = convert(source, output, trust=trust, save_pt=_save_pt)
+    make_console().print(f"wrote {written} ({tensors} tensors)")
+
+
 def register_commands(app: typer.Typer) -> None:
-    """Add ``finetune`` and ``transfer`` to ``app``."""
+    """Add ``finetune``, ``transfer`` and ``convert`` to ``app``."""
     app.command(
         "finetune",
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     )(finetune_command)
     app.command("transfer")(transfer_command)
+    app.command("convert")(convert_command)

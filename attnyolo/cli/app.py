@@ -120,9 +120,24 @@ def _register_command_groups() -> None:
 _register_command_groups()
 
 
+HELP_WIDTH_NOT_A_TERMINAL = 160
+"""Width of ``--help`` written to a file or pipe (no terminal width to follow): wide enough that no option name
+is cut (rich would otherwise render 80 columns and shorten ``--no-identity-start`` to ``--no-identity-st…``)."""
+
+
+def _help_width() -> None:
+    # In a terminal rich follows its width; COLUMNS / TERMINAL_WIDTH, when set, are the user's choice.
+    if sys.stdout.isatty() or os.environ.get("COLUMNS") or os.environ.get("TERMINAL_WIDTH"):
+        return
+    from typer import rich_utils
+
+    rich_utils.MAX_WIDTH = HELP_WIDTH_NOT_A_TERMINAL
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app, print bad input as one line, return the exit code."""
     debug = os.environ.get("ATTNYOLO_DEBUG", "") not in {"", "0"}
+    _help_width()
     try:
         rv = app(args=argv, prog_name="attnyolo", standalone_mode=False)
     except typer.Exit as e:

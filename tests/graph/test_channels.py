@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import attnyolo.graph as g
 from attnyolo.graph.channels import FEATURE, FEATURES, HEAD, OTHER, layer_channels, output_channels, resolve_scale
@@ -79,3 +80,16 @@ def test_single_size_yaml_uses_its_multiples_and_refuses_a_scale():
 def test_scale_default_is_the_name_scale_then_the_first():
     assert resolve_scale(g.load("yolov8s.yaml")).name == "s"
     assert resolve_scale(g.load("yolov8.yaml")).name == "n"
+
+
+def test_width_rounding_is_the_ceiling_where_rounding_would_differ():
+    # yolov9m (width 1) layer 16 is AConv [180]: ceil(180 / 8) * 8 = 23 * 8 = 184; rounding 22.5 would give 176
+    cfg = g.load("yolov9m.yaml")
+    assert cfg["head"][16 - len(cfg["backbone"])][2:] == ["AConv", [180]]
+    assert output_channels(cfg)[16] == 184
+    model = g.build(cfg)
+    with torch.no_grad():  # what the built layer really outputs
+        features = {}
+        model.model[16].register_forward_hook(lambda m, i, o: features.setdefault(16, o))
+        model(torch.zeros(1, 3, 64, 64))
+    assert features[16].shape[1] == 184

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from _graph_helpers import FIXTURES, SKIPPED, logical_target, n_params, shapes, shipped
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import attnyolo
@@ -98,6 +98,7 @@ def test_dump_and_load_round_trip_an_edit(case, tmp_path_factory):
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(edits(bases=BUILD_BASES, buildable=True))
+@example(("yolov8n.yaml", _LOADED["yolov8n.yaml"], [("bottleneck", [0])]))  # the draw that made this test flaky
 def test_random_edit_builds_and_keeps_the_head_outputs(case):
     name, base, items = case
     try:
@@ -106,7 +107,16 @@ def test_random_edit_builds_and_keeps_the_head_outputs(case):
         assume(False)  # a module whose channel constraint this place breaks: refused cleanly, not built
     torch.manual_seed(0)
     x = torch.zeros(1, 3, 64, 64)
-    before, after = g.build(base), g.build(cfg)
+    before = g.build(base)
+    try:
+        after = g.build(cfg)
+    except ValueError as e:
+        # The one documented refusal at build time: full self-attention over a high-resolution layer (layer 0 of
+        # yolov8n at Ultralytics' 256 px stride probe) would exceed its memory_limit_mb (see its spec's
+        # constraints). Anything else is a failure.
+        limited = [a for a, *_ in items if "memory_limit_mb" in attnyolo.describe(a).defaults]
+        assert limited and "memory_limit_mb" in str(e), e
+        return
     with torch.no_grad():
         assert shapes(after.eval()(x)) == shapes(before.eval()(x))
     # each inserted layer: the zoo module, plus the adapter's identity-start gamma where it has one

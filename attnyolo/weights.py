@@ -322,10 +322,11 @@ def _find_index_map(
 ) -> tuple[dict[int, int] | None, str]:
     """The index map when the caller gives none (see the module docstring), and where it came from.
 
-    A source that carries its architecture is aligned with the model (any two models of one base align; two
-    architectures that do not keep their keys, and whatever cannot be placed stops the transfer). A bare state
-    dict is either the base of the model's attention record or a model of the same architecture: of the two maps,
-    the one that places more tensors is taken, so an edited state dict is never pushed through the base's map.
+    A source that carries its architecture is aligned with the model: any two models of one base align. A bare
+    state dict (or a source whose architecture does not align, e.g. edited by hand) is either the base of the
+    model's attention record or a model with the same keys: of the two maps, the one that places more tensors is
+    taken, so an edited state dict is never pushed through the base's map. Whatever cannot be placed then stops
+    the transfer (see :func:`transfer`).
     """
     from attnyolo.graph.api import index_map as record_map
 
@@ -336,7 +337,6 @@ def _find_index_map(
         aligned = align_layers(source_cfg, target_cfg)
         if aligned is not None:
             return aligned.mapping, "aligned"
-        return None, "none"
     try:
         imap = record_map(target_cfg)
     except AttnYoloError:

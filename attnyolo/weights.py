@@ -41,7 +41,8 @@ _LAYER_KEY = re.compile(r"^model\.(\d+)\.(.+)$")
 
 
 class TransferError(AttnYoloError):
-    """A transfer that cannot run (bad source or index map) or, in strict mode, would leave base tensors behind."""
+    """A transfer that cannot run (bad source or index map) or would leave behind tensors that have a place in the
+    model (unless ``allow_partial``; with ``strict``, also a class-count change)."""
 
 
 @dataclass

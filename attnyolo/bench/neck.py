@@ -64,7 +64,7 @@ class NeckRow:
         return statistics.median(self.ref) - 1 if self.ref else None
 
 
-def _base(model: str, imgsz: int) -> tuple[nn.Module, list[int], list[tuple[int, int, int]]]:
+def base_model(model: str, imgsz: int) -> tuple[nn.Module, list[int], list[tuple[int, int, int]]]:
     """The base model (not fused), the indices of the layers its head reads, and their output shapes (C, H, W)."""
     from attnyolo.graph.ultralytics import build
 
@@ -123,6 +123,16 @@ def _with_reference(spec: ModuleSpec, base: nn.Module, ours: nn.Module, sources,
     return net.eval().fuse(verbose=False), source
 
 
+def compared_models(
+    spec: ModuleSpec, model: str, raw: nn.Module, sources: list[int], shapes: list, gamma: float = TRAINED_GAMMA
+) -> tuple[nn.Module, nn.Module, str]:
+    """Ours and the reference inserted after the head inputs of ``raw`` (from :func:`base_model`), both fused,
+    with the same weights everywhere; and the reference's class path."""
+    ours = _ours(model, spec, raw, ours_overrides(spec, shapes[0][0]), gamma)
+    ref, source = _with_reference(spec, raw, ours, sources, shapes)
+    return ours.fuse(verbose=False), ref, source
+
+
 def bench(
     names: Sequence[str] = DEFAULT_MODULES,
     model: str = "yolov8n.yaml",
@@ -134,7 +144,7 @@ def bench(
 ) -> list[NeckRow]:
     """One row per module: latency overheads of ours and of the reference against the base model."""
     chosen = [describe(n) for n in names]
-    raw, sources, shapes = _base(model, imgsz)
+    raw, sources, shapes = base_model(model, imgsz)
     base = copy.deepcopy(raw).fuse(verbose=False)
     x = torch.randn(1, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(0))
     rows = []
@@ -144,9 +154,9 @@ def bench(
         row = NeckRow(spec.name)
         rows.append(row)
         try:
-            ours = _ours(model, spec, raw, ours_overrides(spec, shapes[0][0]), gamma)
-            ref, row.reference = _with_reference(spec, raw, ours, sources, shapes)
-            ours = ours.fuse(verbose=False)
+            ours, ref, row.reference = compared_models(spec, model, raw, sources, shapes, gamma)
+            with torch.inference_mode():  # both must run at this size (timm's halo needs whole blocks)
+                ours(x), ref(x)
         except Exception as e:  # noqa: BLE001 - a module that cannot be compared is reported, not fatal
             row.error = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:120]
             continue

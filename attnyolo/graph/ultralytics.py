@@ -276,6 +276,23 @@ def _zoo_classes() -> list[type]:
     return out
 
 
+def _moved_zoo_classes() -> list[tuple[type, str]]:
+    # zoo classes re-exported by another zoo file than their own (SoftmaxGate moved from self_attention to
+    # _attention): a checkpoint pickled before the move names them by the old path, which weights_only must accept
+    out = []
+    for name, module in list(sys.modules.items()):
+        if name == "attnyolo.attention" or name.startswith("attnyolo.attention."):
+            for attr, v in vars(module).items():
+                if (
+                    isinstance(v, type)
+                    and issubclass(v, nn.Module)
+                    and v.__module__ != name
+                    and v.__module__.startswith("attnyolo.attention.")
+                ):
+                    out.append((v, f"{name}.{attr}"))
+    return out
+
+
 def register() -> None:
     """Make every zoo entry buildable by Ultralytics (idempotent; ``import attnyolo`` may call it).
 
@@ -289,7 +306,9 @@ def register() -> None:
     if not getattr(tasks.parse_model, _HOOK_MARK, False):
         tasks.parse_model = _wrap(tasks.parse_model)
     if hasattr(torch.serialization, "add_safe_globals"):
-        new = [c for c in (AttentionLayer, *_ADAPTERS.values(), *_zoo_classes()) if c not in _SAFE]
+        new = [
+            c for c in (AttentionLayer, *_ADAPTERS.values(), *_zoo_classes(), *_moved_zoo_classes()) if c not in _SAFE
+        ]
         _SAFE.update(new)
         torch.serialization.add_safe_globals(new)
 

@@ -331,3 +331,22 @@ def test_adapter_output_keeps_a_channels_last_input_layout():
     x = torch.randn(1, 16, 6, 7).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         assert layer(x).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_a_module_pickled_when_softmax_gate_lived_in_self_attention_loads_with_weights_only(monkeypatch):
+    import collections
+    import io
+
+    from attnyolo.attention import _attention
+    from attnyolo.attention.self_attention import SAGANAttention
+
+    ay_ultra.register()
+    buf = io.BytesIO()
+    with monkeypatch.context() as m:  # pickle the gate under its old path, as checkpoints written then did
+        m.setattr(_attention.SoftmaxGate, "__module__", "attnyolo.attention.self_attention")
+        torch.save(SAGANAttention(8), buf)
+    assert b"attnyolo.attention.self_attention" in buf.getvalue()
+    buf.seek(0)
+    with torch.serialization.safe_globals([nn.Conv2d, collections.OrderedDict, set]):
+        loaded = torch.load(buf, weights_only=True)
+    assert type(loaded.gate) is _attention.SoftmaxGate

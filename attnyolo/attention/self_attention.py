@@ -504,6 +504,8 @@ class LambdaLayer(nn.Module):
         content_lambda = keys @ v.reshape(b, dv, h * w).transpose(1, 2)  # (B, k, v)
         position_lambdas = self.conv_lambda(v.reshape(b * dv, 1, h, w)).reshape(b, dv, dk, h * w)
 
-        y = torch.einsum("bhkn,bkv->bhvn", q, content_lambda)
-        y = y + torch.einsum("bhkn,bvkn->bhvn", q, position_lambdas)
-        return y.reshape(b, nh * dv, h, w)
+        # y_n = (λ^c + λ^p_n)ᵀ q_n: one batched (heads x k) @ (k x v) product per position (a plain batched
+        # matmul; the equivalent einsum over a position batch dimension ran as a per-position loop in backward)
+        lambdas = position_lambdas.permute(0, 3, 2, 1) + content_lambda[:, None]  # (B, N, k, v)
+        y = q.permute(0, 3, 1, 2) @ lambdas  # (B, N, heads, v)
+        return y.permute(0, 2, 3, 1).reshape(b, nh * dv, h, w)

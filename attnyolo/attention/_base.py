@@ -118,6 +118,23 @@ class Gate(nn.Module):
         return self.fn(w)
 
 
+class ScalesInput:
+    """Mixin for modules whose output is exactly ``x * s``: ``forward(x) = x * attention_scale(x)``.
+
+    Subclasses implement ``attention_scale(x)``, returning the scale ``s`` that broadcasts over ``x`` (a
+    ``(B, C, 1, 1)`` channel gate, a ``(B, 1, H, W)`` spatial map...). The hook lets a wrapper act on the small
+    ``s`` instead of the full output: the identity-start adapter (:class:`attnyolo.graph.ultralytics.AttentionLayer`)
+    computes ``x * (1 + γ(s - 1))``, one pass over the feature map, for ``x + γ(x s - x)``. Only modules whose
+    output is ``x * s`` with nothing after the product may use it.
+    """
+
+    def attention_scale(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.attention_scale(x)
+
+
 class MultiGate(Gate):
     """A gate over several logits that broadcast together: ``act(w1) * act(w2) * ...`` (or their sum).
 
@@ -150,10 +167,16 @@ def mean_pool(x: torch.Tensor, dim: int | tuple[int, ...], keepdim: bool = True)
     train about a third faster on CPU). Half-precision inputs are summed in float32, as ``mean`` does, so a
     large map cannot overflow.
     """
+    acc = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    if not _needs_grad(x):  # no backward to save: mean is the same sum-then-divide in one op
+        return x.mean(dim, keepdim=keepdim, dtype=acc).to(x.dtype)
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
     n = math.prod(x.shape[d] for d in dims)
-    acc = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
     return (x.sum(dims, keepdim=keepdim, dtype=acc) / n).to(x.dtype)
+
+
+def _needs_grad(x: torch.Tensor) -> bool:
+    return x.requires_grad and torch.is_grad_enabled()
 
 
 def channel_max(x: torch.Tensor) -> torch.Tensor:
@@ -163,12 +186,12 @@ def channel_max(x: torch.Tensor) -> torch.Tensor:
     maximum to share the gradient between ties (several full-size passes, 3-5x slower forward+backward on
     CPU), while ``max`` routes it to the recorded index, as a max-pooling layer does.
     """
-    return x.max(dim=1, keepdim=True).values
+    return x.max(dim=1, keepdim=True).values if _needs_grad(x) else x.amax(dim=1, keepdim=True)
 
 
 def global_max_pool(x: torch.Tensor) -> torch.Tensor:
     """``max_hw(x)`` as ``(B, C, 1, 1)``; like :func:`channel_max`, routes the gradient by index (not ``amax``)."""
-    return F.adaptive_max_pool2d(x, 1)
+    return F.adaptive_max_pool2d(x, 1) if _needs_grad(x) else x.amax((2, 3), keepdim=True)
 
 
 # ---- argument checks: each raises ValueError naming the parameter --------------------------------

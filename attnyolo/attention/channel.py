@@ -27,6 +27,7 @@ from attnyolo.attention._base import (
     Gate,
     LayerType,
     SafeBatchNorm2d,
+    ScalesInput,
     check_odd_kernel,
     check_positive,
     check_positive_int,
@@ -51,7 +52,7 @@ _ECA_URL = "https://arxiv.org/abs/1910.03151"
     notes="Hidden width round(C/r) (rd_divisor=1), i.e. the paper's C/r for every C divisible by r; "
     "timm's SEModule rounds it to a multiple of 8 (rd_divisor=8).",
 )
-class SqueezeExcite(nn.Module):
+class SqueezeExcite(ScalesInput, nn.Module):
     """Squeeze-and-Excitation: ``y = x * sigmoid(W2 relu(W1 GAP(x)))`` (Hu et al., Eq. 2-4).
 
     Args:
@@ -89,9 +90,9 @@ class SqueezeExcite(nn.Module):
         self.fc2 = nn.Conv2d(hidden, channels, 1, bias=bias)
         self.gate = Gate(gate_layer)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def attention_scale(self, x: torch.Tensor) -> torch.Tensor:
         z = mean_pool(x, (2, 3))  # squeeze, Eq. 2
-        return x * self.gate(self.fc2(self.act(self.fc1(z))))  # excitation, Eq. 3; scale, Eq. 4
+        return self.gate(self.fc2(self.act(self.fc1(z))))  # excitation, Eq. 3; forward scales x by it, Eq. 4
 
 
 @register(
@@ -103,7 +104,7 @@ class SqueezeExcite(nn.Module):
     reference="timm:EffectiveSEModule",
     notes="add_maxpool (off by default) is timm's experiment, not in the paper.",
 )
-class EffectiveSqueezeExcite(nn.Module):
+class EffectiveSqueezeExcite(ScalesInput, nn.Module):
     """Effective SE (VoVNetV2's eSE): ``y = x * hard_sigmoid(W GAP(x))`` with one C x C FC layer.
 
     Args:
@@ -122,11 +123,11 @@ class EffectiveSqueezeExcite(nn.Module):
         self.fc = nn.Conv2d(channels, channels, 1, bias=True)
         self.gate = Gate(gate_layer)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def attention_scale(self, x: torch.Tensor) -> torch.Tensor:
         z = mean_pool(x, (2, 3))
         if self.add_maxpool:
             z = 0.5 * z + 0.5 * global_max_pool(x)
-        return x * self.gate(self.fc(z))
+        return self.gate(self.fc(z))
 
 
 @register(
@@ -196,7 +197,7 @@ def eca_kernel_size(channels: int, gamma: float = 2, beta: float = 1) -> int:
     reference="timm:CecaModule",
     notes="Circular padding over channels is timm's variant (by Chris Ha), not in the paper.",
 )
-class EfficientChannelAttention(nn.Module):
+class EfficientChannelAttention(ScalesInput, nn.Module):
     """Efficient Channel Attention: ``y = x * sigmoid(conv1d_k(GAP(x)))``, no dimensionality reduction (Eq. 11).
 
     Args:
@@ -267,14 +268,14 @@ class EfficientChannelAttention(nn.Module):
     def _pad(self, y: torch.Tensor) -> torch.Tensor:
         return y if self.circular_index is None else y.index_select(-1, self.circular_index)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def attention_scale(self, x: torch.Tensor) -> torch.Tensor:
         b, c = x.shape[:2]
         y = mean_pool(x, (2, 3)).reshape(b, 1, c)  # GAP, channels as a 1-D sequence
         if self.conv2 is not None:
             y = self.act(self.conv(y))  # ecam: 1x1 conv1d to rd_channels first
         kconv = self.conv if self.conv2 is None else self.conv2
         y = kconv(self._pad(y))  # local cross-channel interaction, Eq. 11
-        return x * self.gate(y).reshape(b, c, 1, 1)
+        return self.gate(y).reshape(b, c, 1, 1)
 
 
 class _OnePlusTanh(nn.Module):
@@ -290,7 +291,7 @@ class _OnePlusTanh(nn.Module):
     url="https://arxiv.org/abs/1909.11519",
     notes="Follows the authors' code: eps inside both square roots; starts as the identity (gamma=beta=0).",
 )
-class GatedChannelTransform(nn.Module):
+class GatedChannelTransform(ScalesInput, nn.Module):
     """Gated Channel Transformation: ``y = x * (1 + tanh(gamma * s_hat + beta))`` (Yang et al., Eq. 1-3).
 
     ``s = alpha * ||x_c||_2`` (global context embedding, Eq. 1); ``s_hat = sqrt(C) s / ||s||_2``
@@ -320,7 +321,7 @@ class GatedChannelTransform(nn.Module):
         self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.gate = Gate(_OnePlusTanh)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def attention_scale(self, x: torch.Tensor) -> torch.Tensor:
         acc = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype  # x^2 summed overflows fp16
         if self.mode == "l2":
             # ||x_c||_2 through vector_norm: one pass in backward, where pow(2).sum() takes three
@@ -334,7 +335,7 @@ class GatedChannelTransform(nn.Module):
             else:
                 s = self.alpha * torch.linalg.vector_norm(x, 1, dim=(2, 3), keepdim=True, dtype=acc)
             s_hat = s / (s.abs().mean(1, keepdim=True) + self.eps)
-        return x * self.gate(self.gamma * s_hat + self.beta).to(x.dtype)
+        return self.gate(self.gamma * s_hat + self.beta).to(x.dtype)
 
 
 @register(
@@ -346,7 +347,7 @@ class GatedChannelTransform(nn.Module):
     notes="Std floored at sqrt(eps) and taken as 0 for a single pixel (no NaN at H=W=1); at batch 1 in "
     "training the BN falls back to its running statistics.",
 )
-class StyleRecalibration(nn.Module):
+class StyleRecalibration(ScalesInput, nn.Module):
     """Style-based Recalibration: ``y = x * sigmoid(BN(w_c . [mu_c, sigma_c]))`` (Lee et al., Eq. 1-5).
 
     Style pooling takes each channel's mean and standard deviation (Eq. 1-2); style integration is a
@@ -377,7 +378,7 @@ class StyleRecalibration(nn.Module):
         self.bn = SafeBatchNorm2d(channels)
         self.gate = Gate(gate_layer)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def attention_scale(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         acc = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
         flat = x.reshape(b, c, h * w).to(acc)  # squared deviations summed over a map overflow float16
@@ -388,7 +389,7 @@ class StyleRecalibration(nn.Module):
         std = torch.linalg.vector_norm(flat - mu.detach(), 2, dim=-1, keepdim=True) / math.sqrt(max(h * w - 1, 1))
         t = torch.cat([mu, std.clamp_min(math.sqrt(self.eps))], dim=-1).to(x.dtype)  # style pooling, (B, C, 2)
         z = self.cfc(t)  # style integration, (B, C, 1)
-        return x * self.gate(self.bn(z.unsqueeze(-1)))
+        return self.gate(self.bn(z.unsqueeze(-1)))
 
 
 # FcaNet's frequency selections on a 7x7 DCT grid, best first (the paper's Fig. 5 / authors' code):
@@ -442,7 +443,7 @@ def _adaptive_pool_matrix(n_in: int, n_out: int) -> torch.Tensor:
     notes="Adaptive pooling to the DCT size is done with two small matrices (exact, and exports to ONNX "
     "for any H x W); channels not divisible by the number of frequencies are split as evenly as possible.",
 )
-class FrequencyChannelAttention(nn.Module):
+class FrequencyChannelAttention(ScalesInput, nn.Module):
     """FcaNet multi-spectral channel attention: ``y = x * sigmoid(fc(Freq))`` (Qin et al., Eq. 6-7).
 
     The channels are split into n parts; part i is pooled with the 2-D DCT basis of frequency
@@ -541,7 +542,7 @@ class FrequencyChannelAttention(nn.Module):
         # a pickled model (Ultralytics checkpoints, deepcopy for EMA) rebuilds the cache instead of storing it
         return {**super().__getstate__(), "_weight_cache": {}}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def attention_scale(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         freq = (x * self.frequency_weight(h, w, x.dtype, x.device)).sum((2, 3))  # multi-spectral vector, Eq. 6
-        return x * self.gate(self.fc2(self.act(self.fc1(freq)))).reshape(b, c, 1, 1)  # Eq. 7
+        return self.gate(self.fc2(self.act(self.fc1(freq)))).reshape(b, c, 1, 1)  # Eq. 7

@@ -12,9 +12,10 @@
 - A²-Net: Chen, Kalantidis, Li, Yan & Feng, "A²-Nets: Double Attention Networks", NeurIPS 2018,
   https://arxiv.org/abs/1810.11579.
 
-Full attention over the ``N = H*W`` positions of a map stores an ``N x N`` matrix per image (``O(N^2)``): at
-1x256x80x80 that is 6400^2 fp32 = 156 MiB per matrix. Modules that build one check ``memory_limit_mb``
-before allocating it (:func:`attnyolo.attention._base.check_attention_memory`).
+Full attention over the ``N = H*W`` positions of a map is an ``N x N`` matrix per image: at 1x256x80x80,
+6400^2 fp32 = 156 MiB. The non-local block and DANet's position attention are plain ``softmax(q kᵀ) v`` and run
+on the fused kernel of :mod:`attnyolo.attention._attention` (memory ``O(N)``); the matrix is built, after a
+``memory_limit_mb`` check, only when its weights are observed (a hook on ``gate``, ``capture_attention``).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attnyolo.attention._attention import DEFAULT_MEMORY_LIMIT_MB, CapturesAttention, SoftmaxGate, softmax_attention
 from attnyolo.attention._base import (
     LayerType,
-    check_attention_memory,
     check_divisible,
     check_memory_limit,
     check_positive_int,
@@ -34,8 +35,6 @@ from attnyolo.attention._base import (
     reduced_channels,
 )
 from attnyolo.registry import register
-
-DEFAULT_MEMORY_LIMIT_MB = 2048
 
 _NL_PAPER = "Non-local Neural Networks"
 _NL_URL = "https://arxiv.org/abs/1711.07971"
@@ -60,7 +59,8 @@ def clip_untokens(t: torch.Tensor, frames: int, h: int, w: int) -> torch.Tensor:
     year=2018,
     url=_NL_URL,
     reference="timm:NonLocalAttn (timm.layers.non_local_attn) with rd_ratio=1/2, use_scale=False",
-    constraints="memory: B*(H*W)*(H*W/4 if sub_sample else H*W) attention entries must fit memory_limit_mb",
+    constraints="memory: O(H*W) through the fused attention kernel; only when the weights are observed (hook on "
+    "gate / capture_attention), B*(H*W)*(H*W/4 if sub_sample else H*W) entries must fit memory_limit_mb",
     notes=(
         "The paper's embedded Gaussian block: theta/phi/g 1x1 convs to C/2, softmax over all positions, W 1x1 "
         "conv + BatchNorm with zero-init gamma (identity start). sub_sample=True adds the paper's 2x2 max-pool "
@@ -75,13 +75,14 @@ def clip_untokens(t: torch.Tensor, frames: int, h: int, w: int) -> torch.Tensor:
     url=_NL_URL,
     preset={"rd_ratio": 1 / 8, "rd_divisor": 8, "use_scale": True},
     reference="timm:NonLocalAttn (timm.layers.non_local_attn)",
-    constraints="memory: B*(H*W)^2 attention entries must fit memory_limit_mb",
+    constraints="memory: O(H*W) through the fused attention kernel; only when the weights are observed (hook on "
+    "gate / capture_attention), B*(H*W)^2 entries must fit memory_limit_mb",
     notes=(
         "timm's NonLocalAttn under its timm name: the same block as `nonlocal` with timm's defaults (inner "
         "width make_divisible(C/8, 8), logits scaled by C^-0.5). Outputs equal timm's with the same weights."
     ),
 )
-class NonLocal(nn.Module):
+class NonLocal(CapturesAttention, nn.Module):
     """Embedded Gaussian non-local block: ``z = x + BN(W · softmax(θ(x)ᵀ φ(x)) g(x))`` (paper Eq. 1-3, 6).
 
     Every output position is a softmax-weighted sum over all positions of ``g(x)``, projected back to ``C`` by
@@ -97,7 +98,8 @@ class NonLocal(nn.Module):
     ``NonLocalAttn``: none when built as ``nl``; parameter names differ (``theta, phi, g, w, norm`` for timm's
     ``t, p, g, z, norm``).
 
-    Attention memory: ``B · N · M`` entries, ``N = H·W``, ``M = N`` (``N/4`` with ``sub_sample``); at
+    Attention memory: ``O(N)`` through the fused kernel; when the weights are observed (a hook on ``gate``,
+    ``capture_attention``) ``B · N · M`` entries, ``N = H·W``, ``M = N`` (``N/4`` with ``sub_sample``); at
     1x256x80x80 fp32: 156 MiB (39 MiB sub-sampled), independent of ``C``.
 
     Args:
@@ -107,7 +109,7 @@ class NonLocal(nn.Module):
         rd_divisor: round the inner width to a multiple of this (1 = the paper's plain ``C/2``).
         use_scale: scale the logits by ``C^-0.5`` (paper: no; timm: yes).
         sub_sample: 2x2 max-pool after ``φ`` and ``g`` (the paper's sub-sampling trick, 4x fewer keys).
-        memory_limit_mb: refuse inputs whose attention matrix would exceed this many MiB (``None``: no limit).
+        memory_limit_mb: refuse an explicit attention matrix above this many MiB (``None``: no limit).
     """
 
     frames = 1  # positions attended jointly belong to one image; SpaceTimeNonLocal groups T frames
@@ -131,7 +133,7 @@ class NonLocal(nn.Module):
         self.phi = nn.Conv2d(channels, inner, 1)
         self.g = nn.Conv2d(channels, inner, 1)
         self.pool = nn.MaxPool2d(2, 2, ceil_mode=True) if sub_sample else nn.Identity()
-        self.gate = nn.Softmax(dim=-1)
+        self.gate = SoftmaxGate()
         self.w = nn.Conv2d(inner, channels, 1)
         self.norm = nn.BatchNorm2d(channels)
         self.scale = channels**-0.5 if use_scale else 1.0
@@ -153,11 +155,10 @@ class NonLocal(nn.Module):
         q = clip_tokens(self.theta(x), t)  # (B, N, c)
         k = clip_tokens(self.pool(self.phi(x)), t)  # (B, M, c)
         v = clip_tokens(self.pool(self.g(x)), t)  # (B, M, c)
-        check_attention_memory(type(self).__name__, q.shape[0] * q.shape[1] * k.shape[1], q.dtype, self.memory_limit_mb)
-        # scale q (N x c) rather than the logits (N x M): one pass over the big matrix fewer each way
-        logits = (q if self.scale == 1.0 else q * self.scale) @ k.transpose(1, 2)
-        attn = self.gate(logits)  # (B, N, M)
-        y = clip_untokens(attn @ v, t, h, w)
+        o = softmax_attention(
+            q, k, v, self.gate, scale=self.scale, memory_limit_mb=self.memory_limit_mb, owner=type(self).__name__
+        )  # (B, N, c)
+        y = clip_untokens(o, t, h, w)
         return x + self.norm(self.w(y))
 
 
@@ -329,7 +330,7 @@ class CrissCrossAttention(nn.Module):
         self.query = nn.Conv2d(channels, inner, 1)
         self.key = nn.Conv2d(channels, inner, 1)
         self.value = nn.Conv2d(channels, channels, 1)
-        self.gate = nn.Softmax(dim=-1)
+        self.gate = SoftmaxGate()
         self.gamma = nn.Parameter(torch.zeros(1))
         self.recurrence = recurrence
 
@@ -359,7 +360,8 @@ class CrissCrossAttention(nn.Module):
     year=2019,
     url="https://arxiv.org/abs/1809.02983",
     reference="official junfu1115/DANet PAM_Module + CAM_Module, re-derived in the tests",
-    constraints="memory: B*(H*W)^2 attention entries must fit memory_limit_mb",
+    constraints="memory: position attention O(H*W) through the fused kernel; only when its weights are observed "
+    "(hook on gate / capture_attention), B*(H*W)^2 entries must fit memory_limit_mb",
     notes=(
         "Position (PAM) and channel (CAM) attention modules of the paper, applied in parallel to x and summed "
         "as x + γ_p·PAM + γ_c·CAM (both γ start at 0, so the block starts as the identity). The segmentation "
@@ -367,7 +369,7 @@ class CrissCrossAttention(nn.Module):
         "out to keep the shape. The gate is the position attention; the channel attention is `channel_gate`."
     ),
 )
-class DualAttention(nn.Module):
+class DualAttention(CapturesAttention, nn.Module):
     """DANet's position + channel attention: ``y = x + γ_p · PAM(x) + γ_c · CAM(x)`` (paper Eq. 2, 4).
 
     ``PAM``: ``S = softmax(Bᵀ C)`` over all ``N`` positions with ``B, C`` 1x1 convs to ``C/8``, output
@@ -380,15 +382,15 @@ class DualAttention(nn.Module):
     uses ``rowmax(E) - E`` for the logits, which after the softmax's shift invariance is ``softmax(-E)``
     (Eq. 3 in the paper writes ``softmax(E)``).
 
-    Attention memory: ``B · N²`` (position) + ``B · C²`` (channel) entries; at 1x256x80x80 fp32:
-    156 MiB + 0.25 MiB.
+    Attention memory: position ``O(N)`` through the fused kernel, ``B · N²`` entries when its weights are observed
+    (156 MiB at 1x256x80x80 fp32); channel ``B · C²`` entries (0.25 MiB).
 
     Args:
         channels: input channels ``C``.
         rd_ratio: query/key width of the position attention as a fraction of ``C`` (paper: 1/8).
         rd_channels: explicit query/key width; overrides ``rd_ratio``.
         rd_divisor: round the query/key width to a multiple of this (1 = the paper's ``C/8``).
-        memory_limit_mb: refuse inputs whose position attention would exceed this many MiB (``None``: no limit).
+        memory_limit_mb: refuse an explicit position attention matrix above this many MiB (``None``: no limit).
     """
 
     def __init__(
@@ -407,8 +409,8 @@ class DualAttention(nn.Module):
         self.query = nn.Conv2d(channels, inner, 1)
         self.key = nn.Conv2d(channels, inner, 1)
         self.value = nn.Conv2d(channels, channels, 1)
-        self.gate = nn.Softmax(dim=-1)
-        self.channel_gate = nn.Softmax(dim=-1)
+        self.gate = SoftmaxGate()
+        self.channel_gate = SoftmaxGate()
         self.gamma_pos = nn.Parameter(torch.zeros(1))
         self.gamma_ch = nn.Parameter(torch.zeros(1))
         self.memory_limit_mb = memory_limit_mb
@@ -419,12 +421,11 @@ class DualAttention(nn.Module):
     def position(self, x: torch.Tensor) -> torch.Tensor:
         """PAM without its residual: ``D · softmax(Bᵀ C)ᵀ``."""
         b, c, h, w = x.shape
-        check_attention_memory(type(self).__name__, b * (h * w) ** 2, x.dtype, self.memory_limit_mb)
-        q = self.query(x).flatten(2)  # (B, c', N)
-        k = self.key(x).flatten(2)
-        v = self.value(x).flatten(2)  # (B, C, N)
-        attn = self.gate(q.transpose(1, 2) @ k)  # (B, N, N): row = output position
-        return (v @ attn.transpose(1, 2)).reshape(b, c, h, w)
+        q, k, v = (conv(x).flatten(2).transpose(1, 2) for conv in (self.query, self.key, self.value))  # (B, N, ·)
+        o = softmax_attention(
+            q, k, v, self.gate, scale=1.0, memory_limit_mb=self.memory_limit_mb, owner=type(self).__name__
+        )  # (B, N, C): row = output position
+        return o.transpose(1, 2).reshape(b, c, h, w)
 
     def channel(self, x: torch.Tensor) -> torch.Tensor:
         """CAM without its residual: ``softmax(rowmax(A Aᵀ) - A Aᵀ) · A``."""
@@ -489,8 +490,8 @@ class DoubleAttention(nn.Module):
         self.conv_a = nn.Conv2d(channels, m, 1)
         self.conv_b = nn.Conv2d(channels, n, 1)
         self.conv_v = nn.Conv2d(channels, n, 1)
-        self.gate = nn.Softmax(dim=-1)  # gathering: over positions
-        self.distribute_gate = nn.Softmax(dim=1)  # distribution: over descriptors
+        self.gate = SoftmaxGate()  # gathering: over positions
+        self.distribute_gate = SoftmaxGate(dim=1)  # distribution: over descriptors
         self.proj = nn.Conv2d(m, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,23 +10,24 @@
 - Lambda layers: Bello, "LambdaNetworks: Modeling Long-Range Interactions Without Attention", ICLR 2021,
   https://arxiv.org/abs/2102.08602 (timm's ``LambdaLayer``).
 
-Global attention over ``N = H*W`` positions costs an ``N x N`` matrix per image and head: at 1x256x80x80 that
-is 6400² fp32 = 156 MiB per head. Where the attention is plain ``softmax(q kᵀ) v`` the modules call
-:func:`torch.nn.functional.scaled_dot_product_attention`, whose fused kernels never store that matrix
-(memory ``O(N)``); the weights then never exist, so the explicit ``softmax`` through ``gate`` runs instead
-whenever someone looks: a hook on ``gate`` or ``capture_attention = True``. Explicit matrices are checked
-against ``memory_limit_mb`` before they are allocated.
+All of them compute their softmax attention through :mod:`attnyolo.attention._attention` (fused kernel,
+``O(N)`` memory, unless the weights are observed through ``gate``).
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.modules import module as _torch_module
 
+from attnyolo.attention._attention import (
+    DEFAULT_MEMORY_LIMIT_MB,
+    CapturesAttention,
+    SoftmaxGate,
+    from_heads,
+    softmax_attention,
+    to_heads,
+)
 from attnyolo.attention._base import (
     check_attention_memory,
     check_divisible,
@@ -39,119 +40,13 @@ from attnyolo.attention._base import (
 )
 from attnyolo.registry import register
 
-DEFAULT_MEMORY_LIMIT_MB = 2048
 _BOT_PAPER = "Bottleneck Transformers for Visual Recognition"
 _BOT_URL = "https://arxiv.org/abs/2101.11605"
 
 
 # ---- shared machinery ---------------------------------------------------------------------------------------
-
-
-class SoftmaxGate(nn.Module):
-    """Softmax over the last dimension: the exit point of a module's attention weights.
-
-    ``observed`` is true when something wants to see the weights (a hook on this module, a global module
-    hook, or ``capture``); modules then compute them explicitly instead of through a fused kernel.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.capture = False
-
-    @property
-    def observed(self) -> bool:
-        return bool(
-            self.capture
-            or self._forward_hooks
-            or self._forward_pre_hooks
-            or getattr(_torch_module, "_global_forward_hooks", None)
-            or getattr(_torch_module, "_global_forward_pre_hooks", None)
-        )
-
-    def forward(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits.softmax(dim=-1)
-
-
-class CapturesAttention:
-    """Mixin: ``module.capture_attention = True`` makes the module compute its weights through ``gate``."""
-
-    gate: SoftmaxGate
-
-    @property
-    def capture_attention(self) -> bool:
-        return self.gate.capture
-
-    @capture_attention.setter
-    def capture_attention(self, value: bool) -> None:
-        self.gate.capture = bool(value)
-
-
-def _fused_attention(q, k, v, scale: float, key_mask=None, dropout: float = 0.0) -> torch.Tensor:
-    """``softmax(scale q kᵀ) v`` by SDPA, also when v's width differs from q's.
-
-    The fused kernels need one width for q, k and v, so the narrower side is zero-padded to the wider:
-    zero features add exact zeros to ``q kᵀ`` (the scale is passed explicitly) and give zero output columns,
-    which are cut off. (Cutting a wider v into slices of q's width instead repeats the softmax per slice and
-    was 10-70% slower on CPU.) Leading dimensions are flattened so the kernels see ``(batch, 1, N, width)``.
-    """
-    *lead, nq, d = q.shape
-    nk, dv = k.shape[-2], v.shape[-1]
-    width = max(d, dv)
-
-    def fit(t: torch.Tensor, n: int, dt: int) -> torch.Tensor:
-        # The fused kernels fall back to the O(N²) maths path unless the feature dimension is contiguous.
-        t = t.reshape(-1, 1, n, dt)
-        return F.pad(t, (0, width - dt)) if dt < width else t.contiguous()
-
-    mask = None
-    if key_mask is not None:
-        mask = key_mask.expand(*lead, nk).reshape(-1, 1, 1, nk)
-    out = F.scaled_dot_product_attention(
-        fit(q, nq, d), fit(k, nk, d), fit(v, nk, dv), attn_mask=mask, dropout_p=dropout, scale=scale
-    )  # (batch, 1, Nq, width)
-    out = out.reshape(*lead, nq, width)
-    return out[..., :dv] if dv < width else out
-
-
-def softmax_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    gate: SoftmaxGate,
-    *,
-    scale: float,
-    bias: torch.Tensor | None = None,
-    key_mask: torch.Tensor | None = None,
-    dropout: float = 0.0,
-    memory_limit_mb: float | None = None,
-    owner: str = "attention",
-) -> torch.Tensor:
-    """``gate(scale · q kᵀ + bias) v`` for ``q: (..., Nq, d)``, ``k: (..., Nk, d)``, ``v: (..., Nk, dv)``.
-
-    ``key_mask`` (``(..., Nk)``, True = real) drops padded keys. Without a ``bias`` and with nobody
-    observing ``gate`` this runs the memory-efficient fused kernel; otherwise the ``(..., Nq, Nk)`` matrix is
-    materialised, after checking it against ``memory_limit_mb``.
-    """
-    if bias is None and not gate.observed:
-        return _fused_attention(q, k, v, scale, key_mask, dropout)
-    check_attention_memory(owner, math.prod(q.shape[:-1]) * k.shape[-2], q.dtype, memory_limit_mb)
-    logits = (q * scale) @ k.transpose(-2, -1)
-    if bias is not None:
-        logits = logits + bias
-    if key_mask is not None:
-        logits = logits.masked_fill(~key_mask[..., None, :], float("-inf"))
-    return F.dropout(gate(logits), dropout, training=dropout > 0) @ v
-
-
-def to_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
-    """``(B, heads*d, H, W)`` -> ``(B, heads, H*W, d)``."""
-    b, c, h, w = t.shape
-    return t.reshape(b, heads, c // heads, h * w).transpose(-1, -2)
-
-
-def from_heads(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """``(B, heads, H*W, d)`` -> ``(B, heads*d, H, W)``."""
-    return t.transpose(-1, -2).reshape(t.shape[0], -1, h, w)
+# The attention core is attnyolo.attention._attention; its SoftmaxGate, CapturesAttention and softmax_attention
+# stay importable from here (modules written against this file import them from it).
 
 
 def _pair(name: str, value) -> tuple[int, int]:
@@ -609,6 +504,8 @@ class LambdaLayer(nn.Module):
         content_lambda = keys @ v.reshape(b, dv, h * w).transpose(1, 2)  # (B, k, v)
         position_lambdas = self.conv_lambda(v.reshape(b * dv, 1, h, w)).reshape(b, dv, dk, h * w)
 
-        y = torch.einsum("bhkn,bkv->bhvn", q, content_lambda)
-        y = y + torch.einsum("bhkn,bvkn->bhvn", q, position_lambdas)
-        return y.reshape(b, nh * dv, h, w)
+        # y_n = (λ^c + λ^p_n)ᵀ q_n: one batched (heads x k) @ (k x v) product per position (a plain batched
+        # matmul; the equivalent einsum over a position batch dimension ran as a per-position loop in backward)
+        lambdas = position_lambdas.permute(0, 3, 2, 1) + content_lambda[:, None]  # (B, N, k, v)
+        y = q.permute(0, 3, 1, 2) @ lambdas  # (B, N, heads, v)
+        return y.permute(0, 2, 3, 1).reshape(b, nh * dv, h, w)

@@ -26,6 +26,7 @@ from attnyolo.attention._base import (
     Gate,
     LayerType,
     SafeBatchNorm2d,
+    ScalesInput,
     channel_max,
     check_odd_kernel,
     check_positive_int,
@@ -62,7 +63,7 @@ class SpatialSoftmax(nn.Module):
     reference="timm:timm.layers.cbam.SpatialAttn",
     notes="Channel order [avg; max] as in the paper's equation (the official code concatenates [max; mean]).",
 )
-class SpatialAttention(nn.Module):
+class SpatialAttention(ScalesInput, nn.Module):
     """CBAM's spatial attention: ``Ms(F) = sigmoid(BN(conv_kxk([AvgPool_c(F); MaxPool_c(F)])))``.
 
     Paper, Sec. 3 (Eq. 3); the BN (and no conv bias) come from the official code and are what the paper's
@@ -84,8 +85,8 @@ class SpatialAttention(nn.Module):
         self.bn = SafeBatchNorm2d(1, momentum=0.01) if use_bn else nn.Identity()
         self.gate = Gate(gate_layer)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(self.bn(self.conv(mean_max(x))))
+    def attention_scale(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gate(self.bn(self.conv(mean_max(x))))
 
 
 @register(
@@ -98,7 +99,7 @@ class SpatialAttention(nn.Module):
     constraints="kernel_size must be 3 or 7 (as Ultralytics)",
     notes="Ultralytics' variant of CBAM's spatial attention: no BatchNorm; state dict = Ultralytics' (cv1.weight).",
 )
-class UltralyticsSpatialAttention(nn.Module):
+class UltralyticsSpatialAttention(ScalesInput, nn.Module):
     """Ultralytics' spatial attention: ``x * sigmoid(conv_kxk([mean_c(x); max_c(x)]))``, conv without bias.
 
     Same state dict (``cv1.weight``) and output as ``ultralytics.nn.modules.conv.SpatialAttention``, so its
@@ -117,8 +118,8 @@ class UltralyticsSpatialAttention(nn.Module):
         self.cv1 = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
         self.gate = Gate("sigmoid")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(self.cv1(mean_max(x)))
+    def attention_scale(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gate(self.cv1(mean_max(x)))
 
 
 @register(
@@ -137,7 +138,7 @@ class UltralyticsSpatialAttention(nn.Module):
         "on a single value."
     ),
 )
-class GatherExcite(nn.Module):
+class GatherExcite(ScalesInput, nn.Module):
     """Gather-Excite: ``y = x * sigmoid(interp(excite(gather(x))))``.
 
     Gather pools each channel over a spatial ``extent`` (0 = the whole map, the paper's best setting; else
@@ -210,11 +211,11 @@ class GatherExcite(nn.Module):
         k = 2 * self.extent - 1
         return F.avg_pool2d(x, k, stride=self.extent, padding=k // 2, count_include_pad=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def attention_scale(self, x: torch.Tensor) -> torch.Tensor:
         context = self.mlp(self._gather(x))
         if context.shape[-2:] != (1, 1):
             context = F.interpolate(context, size=x.shape[-2:], mode="nearest")
-        return x * self.gate(context)
+        return self.gate(context)
 
 
 class _ContextTransform(nn.Module):

@@ -14,14 +14,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from attnyolo.attention._base import (
-    check_attention_memory,
-    check_divisible,
-    check_memory_limit,
-    check_positive_int,
-)
-from attnyolo.attention.nonlocal_family import DEFAULT_MEMORY_LIMIT_MB, NonLocal
-from attnyolo.attention.temporal import check_clip_batch, check_frames, multi_head_attention, to_clips
+from attnyolo.attention._attention import DEFAULT_MEMORY_LIMIT_MB, CapturesAttention, SoftmaxGate, multi_head_attention
+from attnyolo.attention._base import check_divisible, check_memory_limit, check_positive_int
+from attnyolo.attention.nonlocal_family import NonLocal
+from attnyolo.attention.temporal import check_clip_batch, check_frames, to_clips
 from attnyolo.registry import register
 
 
@@ -34,7 +30,8 @@ from attnyolo.registry import register
     needs_frames=True,
     reference="attnyolo `nonlocal` on the clip's frames tiled side by side (tests); timm:NonLocalAttn for T=1",
     constraints=(
-        "batch divisible by frames; memory: B*(T*H*W)*(T*H*W/4 if sub_sample else T*H*W) attention entries "
+        "batch divisible by frames; memory: O(T*H*W) through the fused attention kernel; only when the weights "
+        "are observed (hook on gate / capture_attention), B*(T*H*W)*(T*H*W/4 if sub_sample else T*H*W) entries "
         "must fit memory_limit_mb"
     ),
     notes=(
@@ -54,7 +51,8 @@ class SpaceTimeNonLocal(NonLocal):
     input before them); ``ceil_mode`` keeps odd sizes working. No logit scaling by default (the paper's
     equation; the official code scales by the inner width^-0.5, ``use_scale`` scales by ``C^-0.5``).
 
-    Attention memory: ``B · (T·H·W) · (T·H·W/4)`` entries (``(T·H·W)²`` without sub-sampling), i.e.
+    Attention memory: ``O(T·H·W)`` through the fused kernel; when the weights are observed (hook on ``gate``,
+    ``capture_attention``) ``B · (T·H·W) · (T·H·W/4)`` entries (``(T·H·W)²`` without sub-sampling), i.e.
     ``T²`` times the image block's: at 1x256x80x80 per frame, fp32, T=4: 625 MiB sub-sampled (2.4 GiB
     without), above the default ``memory_limit_mb`` for T=8.
 
@@ -107,8 +105,9 @@ class SpaceTimeNonLocal(NonLocal):
     needs_frames=True,
     reference="torch.nn.MultiheadAttention with the same weights, once across frames, once within frames (tests)",
     constraints=(
-        "channels divisible by heads; batch divisible by frames; memory: B*T*heads*(H*W)^2 spatial attention "
-        "entries must fit memory_limit_mb"
+        "channels divisible by heads; batch divisible by frames; memory: O(H*W) through the fused attention "
+        "kernel; only when the spatial weights are observed (hook on gate / capture_attention), "
+        "B*T*heads*(H*W)^2 entries must fit memory_limit_mb"
     ),
     notes=(
         "TimeSformer's divided space-time attention on a conv feature map (one token per position, C-dim): "
@@ -117,7 +116,7 @@ class SpaceTimeNonLocal(NonLocal):
         "The gate is the spatial attention; the temporal attention is `time_gate`."
     ),
 )
-class DividedSpaceTimeAttention(nn.Module):
+class DividedSpaceTimeAttention(CapturesAttention, nn.Module):
     """Divided space-time attention: ``x ← x + FC(MSA_time(LN(x)))``, then ``x ← x + MSA_space(LN(x))``.
 
     First each position attends to itself in the other frames of its clip (``T`` tokens), then each frame's
@@ -128,7 +127,8 @@ class DividedSpaceTimeAttention(nn.Module):
     the temporal branch's extra linear ``temporal_fc`` is zero-initialised as in the official code, so the
     temporal step starts as the identity (the spatial step does not).
 
-    Attention memory: temporal ``B·H·W·heads·T²``, spatial ``B·T·heads·(H·W)²`` entries; at 1x256x80x80 per
+    Attention memory: ``O(H·W)`` through the fused kernel; when observed, temporal ``B·H·W·heads·T²``, spatial
+    ``B·T·heads·(H·W)²`` entries; at 1x256x80x80 per
     frame, fp32, 4 heads: 625 MiB per frame for the spatial step.
 
     Args:
@@ -157,24 +157,31 @@ class DividedSpaceTimeAttention(nn.Module):
         self.heads, self.memory_limit_mb = heads, memory_limit_mb
         self.time_norm = nn.LayerNorm(channels)
         self.time_qkv = nn.Linear(channels, 3 * channels, bias=qkv_bias)
-        self.time_gate = nn.Softmax(dim=-1)
+        self.time_gate = SoftmaxGate()
         self.time_proj = nn.Linear(channels, channels)
         self.time_fc = nn.Linear(channels, channels)
         nn.init.zeros_(self.time_fc.weight)
         nn.init.zeros_(self.time_fc.bias)
         self.space_norm = nn.LayerNorm(channels)
         self.space_qkv = nn.Linear(channels, 3 * channels, bias=qkv_bias)
-        self.gate = nn.Softmax(dim=-1)
+        self.gate = SoftmaxGate()
         self.space_proj = nn.Linear(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         clip = to_clips(x, self.frames)  # (B, C, T, H, W)
         b, c, t, h, w = clip.shape
-        check_attention_memory(type(self).__name__, b * t * self.heads * (h * w) ** 2, x.dtype, self.memory_limit_mb)
         tokens = clip.permute(0, 3, 4, 2, 1).reshape(b * h * w, t, c)  # a sequence per position
         attn = multi_head_attention(self.time_norm(tokens), self.time_qkv, self.time_proj, self.time_gate, self.heads)
         tokens = tokens + self.time_fc(attn)
         tokens = tokens.reshape(b, h * w, t, c).transpose(1, 2).reshape(b * t, h * w, c)  # a sequence per frame
-        attn = multi_head_attention(self.space_norm(tokens), self.space_qkv, self.space_proj, self.gate, self.heads)
+        attn = multi_head_attention(
+            self.space_norm(tokens),
+            self.space_qkv,
+            self.space_proj,
+            self.gate,
+            self.heads,
+            memory_limit_mb=self.memory_limit_mb,
+            owner=type(self).__name__,
+        )
         tokens = tokens + attn
         return tokens.transpose(1, 2).reshape(b * t, c, h, w)

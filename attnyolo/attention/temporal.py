@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attnyolo.attention._attention import CapturesAttention, SoftmaxGate, multi_head_attention, softmax_attention
 from attnyolo.attention._base import (
     Gate,
     LayerType,
@@ -60,16 +61,6 @@ def from_clips(x: torch.Tensor) -> torch.Tensor:
     """``(B, C, T, H, W)`` -> ``(B*T, C, H, W)``."""
     b, c, t, h, w = x.shape
     return x.transpose(1, 2).reshape(b * t, c, h, w)
-
-
-def multi_head_attention(
-    tokens: torch.Tensor, qkv: nn.Linear, proj: nn.Linear, gate: nn.Module, heads: int
-) -> torch.Tensor:
-    """Multi-head self-attention of ``tokens`` ``(N, L, C)`` -> ``(N, L, C)``; the softmax is ``gate``."""
-    n, length, c = tokens.shape
-    q, k, v = qkv(tokens).reshape(n, length, 3, heads, c // heads).permute(2, 0, 3, 1, 4).unbind(0)
-    attn = gate(q @ k.transpose(-1, -2) * (c // heads) ** -0.5)  # (N, heads, L, L)
-    return proj((attn @ v).transpose(1, 2).reshape(n, length, c))
 
 
 def sinusoidal_encoding(length: int, dim: int) -> torch.Tensor:
@@ -153,7 +144,7 @@ class TAM(nn.Module):
             create_act(act_layer),
             nn.Linear(frames * alpha, kernel_size, bias=False),
         )
-        self.kernel_gate = nn.Softmax(dim=-1)
+        self.kernel_gate = SoftmaxGate()
         self.kernel_size = kernel_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -184,7 +175,7 @@ class TAM(nn.Module):
         "gamma that starts at 0 (the block starts as the identity)."
     ),
 )
-class TemporalMHSA(nn.Module):
+class TemporalMHSA(CapturesAttention, nn.Module):
     """Temporal multi-head self-attention: ``y_t = x_t + γ · MHSA(LN(x) + PE)_t`` across frames, per position.
 
     Each spatial position of a clip is a sequence of ``T`` tokens (its ``C`` features in each frame); the
@@ -214,7 +205,7 @@ class TemporalMHSA(nn.Module):
         self.norm = nn.LayerNorm(channels)
         self.register_buffer("pos", sinusoidal_encoding(frames, channels), persistent=False)
         self.qkv = nn.Linear(channels, 3 * channels, bias=qkv_bias)
-        self.gate = nn.Softmax(dim=-1)
+        self.gate = SoftmaxGate()
         self.proj = nn.Linear(channels, channels)
         self.gamma = nn.Parameter(torch.zeros(1))
 
@@ -245,7 +236,7 @@ class TemporalMHSA(nn.Module):
         "pyramid back to C as a residual (identity start)."
     ),
 )
-class GLTR(nn.Module):
+class GLTR(CapturesAttention, nn.Module):
     """GLTR-style block: dilated temporal pyramid + temporal self-attention per position, fused back to ``C``.
 
     ``F' = [conv_{r}(x) for r in dilations]`` (parallel temporal convs, kernel 3, dilation ``r``, zero
@@ -301,7 +292,7 @@ class GLTR(nn.Module):
         self.query = nn.Sequential(nn.Conv3d(pyramid, inner, 1), nn.BatchNorm3d(inner), create_act(act_layer))
         self.key = nn.Sequential(nn.Conv3d(pyramid, inner, 1), nn.BatchNorm3d(inner), create_act(act_layer))
         self.value = nn.Conv3d(pyramid, inner, 1)
-        self.gate = nn.Softmax(dim=-1)
+        self.gate = SoftmaxGate()
         self.out = nn.Conv3d(inner, pyramid, 1)
         self.fuse = nn.Conv3d(pyramid, channels, 1, bias=False)
         self.norm = nn.BatchNorm3d(channels)
@@ -312,8 +303,8 @@ class GLTR(nn.Module):
         clip = to_clips(x, self.frames)  # (B, C, T, H, W)
         f = torch.cat([conv(clip) for conv in self.pyramid], dim=1)  # DTP: (B, N*width, T, H, W)
         q, k, v = (self._sequences(m(f)) for m in (self.query, self.key, self.value))  # (B*H*W, T, c)
-        attn = self.gate(q @ k.transpose(1, 2))  # (B*H*W, T, T): row = output frame
-        f = f + self.out(self._unsequences(attn @ v, f.shape))  # TSA
+        o = softmax_attention(q, k, v, self.gate, scale=1.0)  # (B*H*W, T, c): row = output frame
+        f = f + self.out(self._unsequences(o, f.shape))  # TSA
         return x + from_clips(self.norm(self.fuse(f)))
 
     @staticmethod

@@ -20,6 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attnyolo.attention._attention import (
+    DEFAULT_MEMORY_LIMIT_MB,
+    CapturesAttention,
+    SoftmaxGate,
+    from_heads,
+    softmax_attention,
+)
 from attnyolo.attention._base import (
     LayerType,
     check_divisible,
@@ -28,13 +35,6 @@ from attnyolo.attention._base import (
     check_positive_int,
     check_unit_interval,
     create_act,
-)
-from attnyolo.attention.self_attention import (
-    DEFAULT_MEMORY_LIMIT_MB,
-    CapturesAttention,
-    SoftmaxGate,
-    from_heads,
-    softmax_attention,
 )
 from attnyolo.registry import register
 

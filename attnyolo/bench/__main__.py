@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-COMMANDS = {"modules": "attnyolo.bench.modules"}
+COMMANDS = {"modules": "attnyolo.bench.modules", "neck": "attnyolo.bench.neck"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,7 @@ import statistics
 import sys
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -111,30 +111,46 @@ def _step(module: nn.Module, x: torch.Tensor, grad: torch.Tensor | None = None) 
     return y
 
 
-def time_runs(modules: Sequence[nn.Module], x: torch.Tensor, repeat: int = 10, warmup: int = 2) -> list[list[float]]:
-    """Seconds of each of ``repeat`` forward+backward runs (train mode, gradient w.r.t. ``x`` too) per module.
+def interleaved_times(calls: Sequence[Callable[[], object]], repeat: int = 10, warmup: int = 2) -> list[list[float]]:
+    """Seconds of each of ``repeat`` runs of every call in ``calls``, taking turns run by run.
 
-    The modules take turns run by run, so a load change on a shared machine hits them alike. The order
-    cycles through every permutation, because on CPU the module that runs right after another one's
-    backward pays for the memory that one freed (allocator and page-fault effects of up to 30%): a fixed
-    or merely rotated order always gives the same module the same predecessor.
+    A load change on a shared machine then hits all of them alike. The order cycles through every
+    permutation, because on CPU the call that runs right after another one pays for the memory that one
+    freed (allocator and page-fault effects of up to 30%): a fixed or merely rotated order always gives the
+    same call the same predecessor. (With many calls the permutations are cycled, not exhausted.)
     """
-    x = x.detach().requires_grad_()
-    grad = torch.randn_like(x)
-    times: list[list[float]] = [[] for _ in modules]
-    orders = list(itertools.permutations(range(len(modules))))
+    times: list[list[float]] = [[] for _ in calls]
+    orders = itertools.permutations(range(len(calls)))
     for i in range(warmup + repeat):
-        for k in orders[i % len(orders)]:
-            module = modules[k]
-            module.zero_grad(set_to_none=True)
-            x.grad = None
-            _sync(x.device)
+        order = next(orders, None)
+        if order is None:
+            orders = itertools.permutations(range(len(calls)))
+            order = next(orders)
+        for k in order:
             t0 = time.perf_counter()
-            _step(module, x, grad)
-            _sync(x.device)
+            calls[k]()
             if i >= warmup:
                 times[k].append(time.perf_counter() - t0)
     return times
+
+
+def time_runs(modules: Sequence[nn.Module], x: torch.Tensor, repeat: int = 10, warmup: int = 2) -> list[list[float]]:
+    """Seconds of each of ``repeat`` forward+backward runs (train mode, gradient w.r.t. ``x`` too) per module,
+    interleaved (see :func:`interleaved_times`)."""
+    x = x.detach().requires_grad_()
+    grad = torch.randn_like(x)
+
+    def step(module: nn.Module) -> Callable[[], None]:
+        def run() -> None:
+            module.zero_grad(set_to_none=True)
+            x.grad = None
+            _sync(x.device)
+            _step(module, x, grad)
+            _sync(x.device)
+
+        return run
+
+    return interleaved_times([step(m) for m in modules], repeat, warmup)
 
 
 def time_forward_backward(

@@ -61,6 +61,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from attnyolo.attention._base import ScalesInput
 from attnyolo.graph.errors import BuildError, ShapeError
 from attnyolo.graph.layers import ROW_PREFIX, attention_name, is_yolov5_original, layers
 from attnyolo.registry import available, describe
@@ -74,7 +75,10 @@ class AttentionLayer(nn.Module):
 
     ``forward(x) = x + gamma * (attn(x) - x)`` with ``gamma`` initialised to 0 (identity start, the default), or
     ``attn(x)`` when ``gamma`` is ``None`` (``identity_start: false``, or a module that starts as the identity by
-    itself); see the module docstring.
+    itself); see the module docstring. Computed as ``torch.lerp(x, attn(x), gamma)`` (one pass over the map, not
+    three), and for modules that declare ``attn(x) = x * s`` (:class:`~attnyolo.attention._base.ScalesInput`) as
+    ``x * lerp(1, s, gamma)``: gamma is applied to the small scale ``s`` and the map is read and written once.
+    Both are exact at ``gamma = 0`` (``x + 0 * d``, ``x * 1``) and at ``gamma = 1`` (``attn(x)``).
 
     Args:
         ch: Ultralytics' list of output channels of the layers built so far (``[c_in]`` at layer 0),
@@ -124,10 +128,15 @@ class AttentionLayer(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(())) if self.start == "gamma" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = _same_layout(self.attn(x), x)
-        if self.gamma is None:
-            return y
-        return x + self.gamma * (y - x)
+        gamma = self.gamma
+        if gamma is None:
+            return _same_layout(self.attn(x), x)
+        if isinstance(self.attn, ScalesInput):
+            # attn(x) = x * s: gamma goes on the small s, x * (1 + gamma (s - 1)), one pass over the map
+            s = self.attn.attention_scale(x)
+            return x * torch.lerp(s.new_ones(()), s, gamma)
+        # x + gamma (y - x) in one fused pass; the result takes x's memory format whatever y's layout
+        return torch.lerp(x, self.attn(x), gamma)
 
     def __setstate__(self, state: dict) -> None:
         # a model pickled before the identity start existed: no gamma, the attention applied fully
@@ -267,6 +276,23 @@ def _zoo_classes() -> list[type]:
     return out
 
 
+def _moved_zoo_classes() -> list[tuple[type, str]]:
+    # zoo classes re-exported by another zoo file than their own (SoftmaxGate moved from self_attention to
+    # _attention): a checkpoint pickled before the move names them by the old path, which weights_only must accept
+    out = []
+    for name, module in list(sys.modules.items()):
+        if name == "attnyolo.attention" or name.startswith("attnyolo.attention."):
+            for attr, v in vars(module).items():
+                if (
+                    isinstance(v, type)
+                    and issubclass(v, nn.Module)
+                    and v.__module__ != name
+                    and v.__module__.startswith("attnyolo.attention.")
+                ):
+                    out.append((v, f"{name}.{attr}"))
+    return out
+
+
 def register() -> None:
     """Make every zoo entry buildable by Ultralytics (idempotent; ``import attnyolo`` may call it).
 
@@ -280,7 +306,9 @@ def register() -> None:
     if not getattr(tasks.parse_model, _HOOK_MARK, False):
         tasks.parse_model = _wrap(tasks.parse_model)
     if hasattr(torch.serialization, "add_safe_globals"):
-        new = [c for c in (AttentionLayer, *_ADAPTERS.values(), *_zoo_classes()) if c not in _SAFE]
+        new = [
+            c for c in (AttentionLayer, *_ADAPTERS.values(), *_zoo_classes(), *_moved_zoo_classes()) if c not in _SAFE
+        ]
         _SAFE.update(new)
         torch.serialization.add_safe_globals(new)
 

@@ -275,3 +275,78 @@ def test_safe_weights_only_loading_accepts_the_zoo_after_import_attnyolo(saved_c
 def test_safe_loading_without_registration_fails_with_ultralytics_clear_error(saved_checkpoint, tmp_path):
     result = _safe_load_in_a_fresh_process(saved_checkpoint[0], tmp_path, register_first=False)
     assert result.returncode != 0 and "references types outside the supported" in result.stderr
+
+
+# ---- the adapter's identity-start arithmetic -------------------------------------------------------------------
+# ``se``, ``eca``, ``sam`` declare ``attn(x) = x * s`` (gamma applied to s); ``cbam``, ``scse`` go through lerp.
+GAMMA_MODULES = ["se", "eca", "sam", "cbam", "scse"]
+
+
+def _adapter(name: str, gamma: float, channels: int = 16) -> nn.Module:
+    layer = ay_ultra.adapter_class(name)([channels], -1).eval()
+    assert layer.start == "gamma"
+    with torch.no_grad():
+        for p in layer.attn.parameters():  # away from the init, so every term matters
+            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+        layer.gamma.fill_(gamma)
+    return layer
+
+
+@pytest.mark.parametrize("name", GAMMA_MODULES)
+@pytest.mark.parametrize("gamma", [0.3, 0.8])
+def test_adapter_output_is_x_plus_gamma_times_attention_minus_x(name, gamma):
+    layer = _adapter(name, gamma)
+    x = torch.randn(2, 16, 6, 7, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = x + gamma * (layer.attn(x) - x)  # the definition, in three passes
+        torch.testing.assert_close(layer(x), want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", GAMMA_MODULES)
+def test_adapter_at_gamma_one_is_the_module_bit_for_bit(name):
+    layer = _adapter(name, 1.0)
+    x = torch.randn(1, 16, 5, 9, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert torch.equal(layer(x), layer.attn(x))
+
+
+@pytest.mark.parametrize("name", ["se", "cbam"])
+def test_adapter_gradients_equal_those_of_the_three_pass_formula(name):
+    layer = _adapter(name, 0.4).train()
+    x = torch.randn(2, 16, 6, 7, generator=torch.Generator().manual_seed(3))
+
+    def grads(out: torch.Tensor) -> list[torch.Tensor]:
+        layer.zero_grad(set_to_none=True)
+        (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+        return [p.grad.clone() for p in layer.parameters()]
+
+    fused = grads(layer(x))
+    three_pass = grads(x + layer.gamma * (layer.attn(x) - x))
+    for a, b in zip(fused, three_pass, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_adapter_output_keeps_a_channels_last_input_layout():
+    layer = _adapter("cbam", 0.5)
+    x = torch.randn(1, 16, 6, 7).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert layer(x).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_a_module_pickled_when_softmax_gate_lived_in_self_attention_loads_with_weights_only(monkeypatch):
+    import collections
+    import io
+
+    from attnyolo.attention import _attention
+    from attnyolo.attention.self_attention import SAGANAttention
+
+    ay_ultra.register()
+    buf = io.BytesIO()
+    with monkeypatch.context() as m:  # pickle the gate under its old path, as checkpoints written then did
+        m.setattr(_attention.SoftmaxGate, "__module__", "attnyolo.attention.self_attention")
+        torch.save(SAGANAttention(8), buf)
+    assert b"attnyolo.attention.self_attention" in buf.getvalue()
+    buf.seek(0)
+    with torch.serialization.safe_globals([nn.Conv2d, collections.OrderedDict, set]):
+        loaded = torch.load(buf, weights_only=True)
+    assert type(loaded.gate) is _attention.SoftmaxGate

@@ -23,7 +23,7 @@ from attnyolo.attention.transformer import sine_position_encoding
 from attnyolo.registry import create
 
 GLOBAL = ["sagan", "detr", "mhsa", "bottleneck", "lambda", "ul_psa"]
-SOFTMAX_GLOBAL = ["sagan", "detr", "mhsa", "bottleneck", "ul_psa", "ul_aattn"]
+SOFTMAX_GLOBAL = ["sagan", "detr", "mhsa", "bottleneck", "ul_psa", "ul_aattn", "nonlocal", "nl", "danet"]
 
 
 def _x(*shape: int, seed: int = 1) -> torch.Tensor:
@@ -352,7 +352,7 @@ def test_a_hook_on_gate_sees_weights_and_leaves_the_output_unchanged(name):
     torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]))
 
 
-@pytest.mark.parametrize("name", ["sagan", "detr", "mhsa", "ul_psa"])
+@pytest.mark.parametrize("name", ["sagan", "detr", "mhsa", "ul_psa", "nonlocal", "nl", "danet"])
 def test_memory_limit_applies_only_when_the_weights_are_materialised(name):
     m = create(name, 64, memory_limit_mb=0.001).eval()  # a 6x5 map: 30x30 floats per head = 0.0034 MiB
     x = _x(1, 64, 6, 5)

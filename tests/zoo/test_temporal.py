@@ -222,10 +222,14 @@ def test_stnl_gate_attends_over_every_position_of_the_clip():
 
 def test_stnl_default_limit_refuses_an_eight_frame_clip_at_80x80_before_allocating():
     # (8*6400) x (8*1600) fp32 = 2500 MiB > 2048; four frames: 625 MiB
+    # (the limit applies to the explicit matrix, built only when the weights are observed)
     m = create("stnl", 256, frames=8).to("meta")
+    assert m(torch.empty(8, 256, 80, 80, device="meta")).shape == (8, 256, 80, 80)  # fused: no matrix
+    m.capture_attention = True
     with pytest.raises(ValueError, match="memory_limit_mb"):
         m(torch.empty(8, 256, 80, 80, device="meta"))
     m = create("stnl", 256, frames=4).to("meta")
+    m.capture_attention = True
     assert m(torch.empty(4, 256, 80, 80, device="meta")).shape == (4, 256, 80, 80)
 
 
@@ -267,13 +271,31 @@ def test_divided_st_gates_are_spatial_and_temporal_softmaxes():
 
 def test_divided_st_spatial_attention_is_memory_checked():
     # per frame at 80x80: 4 heads x 6400^2 fp32 = 625 MiB; four frames exceed the 2048 MiB default
+    # (when the weights are observed: unobserved, the fused kernel never builds the matrices)
     x = torch.empty(4, 256, 80, 80, device="meta")
+    m = create("divided_st", 256, frames=4).to("meta")
+    assert m(x).shape == x.shape
+    m.capture_attention = True
     with pytest.raises(ValueError, match="memory_limit_mb"):
-        create("divided_st", 256, frames=4).to("meta")(x)
-    assert create("divided_st", 256, frames=4, memory_limit_mb=None).to("meta")(x).shape == x.shape
+        m(x)
+    m = create("divided_st", 256, frames=4, memory_limit_mb=None).to("meta")
+    m.capture_attention = True
+    assert m(x).shape == x.shape
 
 
 # ---- what every clip module guarantees -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["tmhsa", "gltr", "stnl", "divided_st"])
+def test_fused_attention_equals_the_explicit_weights_seen_through_gate(name):
+    # unobserved, the softmax attention runs in the fused kernel; a hook on gate makes it explicit
+    m = randomise_(create(name, 16, frames=3)).eval()
+    x = clip_batch(2, 3, 16, 4, 5)
+    with torch.no_grad():
+        fused = m(x)
+    explicit, weights = capture(m, x)
+    torch.testing.assert_close(explicit, fused, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
 
 
 @pytest.mark.parametrize("name", ["tmhsa", "gltr", "stnl"])

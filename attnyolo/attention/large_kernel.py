@@ -192,8 +192,9 @@ class ContextAnchorAttention(nn.Module):
         check_odd_kernel("v_kernel_size", v_kernel_size)
         self.avg_pool = nn.AvgPool2d(7, 1, 3)
         self.conv1 = _ConvBNAct(channels, act_layer)
-        self.h_conv = nn.Conv2d(channels, channels, (1, h_kernel_size), padding=(0, h_kernel_size // 2), groups=channels)
-        self.v_conv = nn.Conv2d(channels, channels, (v_kernel_size, 1), padding=(v_kernel_size // 2, 0), groups=channels)
+        c = channels
+        self.h_conv = nn.Conv2d(c, c, (1, h_kernel_size), padding=(0, h_kernel_size // 2), groups=c)
+        self.v_conv = nn.Conv2d(c, c, (v_kernel_size, 1), padding=(v_kernel_size // 2, 0), groups=c)
         self.conv2 = _ConvBNAct(channels, act_layer)
         self.gate = Gate(gate_layer)
 

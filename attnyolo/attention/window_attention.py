@@ -2,6 +2,8 @@
 
 - HiLo: Pan, Cai & Zhuang, "Fast Vision Transformers with HiLo Attention", NeurIPS 2022 (LITv2),
   https://arxiv.org/abs/2205.13213 (official code: https://github.com/ziplab/LITv2, ``HiLo``).
+- iRMB: Zhang, Li, Wang, Chen, Huang, Tai, Wang & Yang, "Rethinking Mobile Block for Efficient Attention-based
+  Models", ICCV 2023 (EMO), https://arxiv.org/abs/2301.01146 (official code: https://github.com/zhangzjn/EMO).
 - Cascaded group attention: Liu, Peng, Zheng, Yang, Hu & Yuan, "EfficientViT: Memory Efficient Vision
   Transformer with Cascaded Group Attention", CVPR 2023, https://arxiv.org/abs/2305.07027 (official code:
   https://github.com/microsoft/Cream/tree/main/EfficientViT, ``CascadedGroupAttention`` inside
@@ -9,6 +11,8 @@
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
@@ -19,8 +23,10 @@ from attnyolo.attention._base import (
     check_divisible,
     check_memory_limit,
     check_odd_kernel,
+    check_positive,
     check_positive_int,
     check_unit_interval,
+    create_act,
 )
 from attnyolo.attention._sliding import mean_pool_ceil
 from attnyolo.attention.self_attention import DEFAULT_MEMORY_LIMIT_MB, SoftmaxGate, softmax_attention
@@ -258,3 +264,102 @@ class CascadedGroupAttention(nn.Module):
             out = self._attend(xw).permute(0, 2, 3, 1).reshape(b, n_win, ws * ws, c)
             out = _merge_windows(out, h + pad_h, w + pad_w, ws)[:, :h, :w].permute(0, 3, 1, 2)
         return x + out if self.residual else out
+
+
+# ---- EMO's inverted residual mobile block -------------------------------------------------------------------
+
+
+def _conv_norm_act(cin: int, cout: int, kernel: int = 1, groups: int = 1, bias: bool = False, norm=False, act=None):
+    """EMO's ``ConvNormAct`` (keys ``conv``, ``norm``, ``act``): conv, optional BatchNorm (eps 1e-6), activation."""
+    return nn.Sequential(
+        OrderedDict(
+            conv=nn.Conv2d(cin, cout, kernel, padding=(kernel - 1) // 2, groups=groups, bias=bias),
+            norm=SafeBatchNorm2d(cout, eps=1e-6) if norm else nn.Identity(),
+            act=create_act(act),
+        )
+    )
+
+
+@register(
+    "irmb",
+    category="self_attention",
+    paper="Rethinking Mobile Block for Efficient Attention-based Models",
+    year=2023,
+    url="https://arxiv.org/abs/2301.01146",
+    constraints="channels divisible by dim_head (64), channels * exp_ratio divisible by channels / dim_head",
+    reference="official code (EMO iRMB, attn_s=True, se_ratio=0, stride 1), restated in "
+    "tests/zoo/test_reference_recent.py",
+    notes="The whole block with its skip (C in = C out, stride 1), as the official iRMB; no SE (the official "
+    "default se_ratio=0), no attn_pre variant, no drop-path. Padding to whole windows as the official code.",
+)
+class InvertedResidualMobileBlock(nn.Module):
+    """EMO iRMB: ``y = x + Proj(Z + DW-Conv(Z))``, ``Z = EW-MHSA(BN(x))`` (paper Eq. 4-6, Fig. 3).
+
+    EW-MHSA ("expanded window" attention): queries/keys from a 1x1 conv of the normalised input, values from a
+    1x1 conv + ReLU expanded by ``exp_ratio``; attention inside windows of ``window_size x window_size``
+    positions taken on a dilated grid, as the official code arranges them (``(h1 n1) -> n1 h1``: window
+    ``(i, j)`` holds the positions congruent to ``(i, j)`` modulo the number of windows per side). Then a
+    depth-wise conv + BN + SiLU with a skip, a 1x1 projection and the block's residual. Memory per window:
+    ``heads · w⁴`` weights (at 1x256x80x80 fp32, 4 heads, w = 7: 144 windows, 5.3 MiB).
+
+    Args:
+        channels: input channels C (divisible by ``dim_head``).
+        exp_ratio: width of the values and the depth-wise conv relative to C (official default 1.0).
+        dim_head: query/key width per head (official default 64; heads = C / dim_head).
+        window_size: window side w (official default 7).
+        dw_ks: depth-wise kernel (official default 3; odd).
+        qkv_bias: bias in the query/key and value convs (official default False).
+        act_layer: activation of the value conv (official default ReLU).
+
+    Differs from the official code: see the spec's notes (parameter names ``norm``, ``qk.conv``, ``v.conv``,
+    ``conv_local.conv``/``.norm``, ``proj.conv`` as there).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        exp_ratio: float = 1.0,
+        dim_head: int = 64,
+        window_size: int = 7,
+        dw_ks: int = 3,
+        qkv_bias: bool = False,
+        act_layer: str = "relu",
+    ):
+        super().__init__()
+        check_positive_int("dim_head", dim_head)
+        check_divisible("channels", channels, "dim_head", dim_head)
+        check_positive("exp_ratio", exp_ratio)
+        check_positive_int("window_size", window_size)
+        check_odd_kernel("dw_ks", dw_ks)
+        self.num_heads, self.dim_head, self.window_size = channels // dim_head, dim_head, window_size
+        self.dim_mid = int(channels * exp_ratio)
+        if self.dim_mid < 1:
+            raise ValueError(f"exp_ratio={exp_ratio} leaves no value channels for channels={channels}")
+        check_divisible("channels * exp_ratio", self.dim_mid, "the number of heads", self.num_heads)
+        self.scale = dim_head**-0.5
+        self.norm = SafeBatchNorm2d(channels, eps=1e-6)
+        self.qk = _conv_norm_act(channels, 2 * channels, bias=qkv_bias)
+        self.v = _conv_norm_act(channels, self.dim_mid, bias=qkv_bias, act=act_layer)
+        self.conv_local = _conv_norm_act(self.dim_mid, self.dim_mid, dw_ks, groups=self.dim_mid, norm=True, act="silu")
+        self.proj = _conv_norm_act(self.dim_mid, channels)
+        self.gate = SoftmaxGate()
+
+    def _attend(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        ws, nh, dh = self.window_size, self.num_heads, self.dim_head
+        pad_h, pad_w = -h % ws, -w % ws
+        xp = F.pad(x, (0, pad_w, 0, pad_h))
+        n1, n2 = (h + pad_h) // ws, (w + pad_w) // ws
+        # dilated windows, '(h1 n1) (w1 n2) -> (n1 n2) h1 w1': window (i, j) holds rows i, i + n1, i + 2 n1...
+        xw = xp.reshape(b, c, ws, n1, ws, n2).permute(0, 3, 5, 1, 2, 4).reshape(b * n1 * n2, c, ws, ws)
+        qk = self.qk(xw).reshape(-1, 2, nh, dh, ws * ws).permute(1, 0, 2, 4, 3)
+        v = self.v(xw).reshape(-1, nh, self.dim_mid // nh, ws * ws).transpose(-1, -2)
+        o = softmax_attention(qk[0], qk[1], v, self.gate, scale=self.scale)  # (B·n1·n2, heads, ws², dv)
+        o = o.transpose(-1, -2).reshape(b, n1, n2, self.dim_mid, ws, ws)
+        o = o.permute(0, 3, 4, 1, 5, 2).reshape(b, self.dim_mid, h + pad_h, w + pad_w)
+        return o[:, :, :h, :w]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self._attend(self.norm(x))
+        return x + self.proj(z + self.conv_local(z))

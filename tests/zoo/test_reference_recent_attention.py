@@ -1,8 +1,9 @@
-"""2022-2024 attention layers (external, mvit2, agent, hilo, cga, outlook, cot) against their official code.
+"""2022-2024 attention layers (external, mvit2, agent, hilo, cga, outlook, cot, irmb, biformer) against their
+official code.
 
 ``outlook`` is compared with timm's ``OutlookAttention`` (installed). The others have no installable official
 package: each reference restates the authors' forward pass op by op in their layout (``nn.Linear`` on tokens,
-``F.unfold``/``F.fold``, their bias-index tables, CoT's CUDA aggregation as a Python loop), and the zoo module
+``F.unfold``/``F.fold``, their bias-index tables, CoT's CUDA aggregation, iRMB's windows and BiFormer's regions as Python loops), and the zoo module
 must load the reference's state dict and give its outputs.
 """
 
@@ -451,3 +452,125 @@ def test_cot_with_a_5x5_neighbourhood_matches_the_official_layer():
     ours = create("cot", 24, kernel_size=5)
     load_weights(ours, ref)
     assert_same_output(ours, ref, torch.randn(1, 24, 6, 4))
+
+
+# ---- iRMB ---------------------------------------------------------------------------------------------
+
+
+class OfficialIRMB(nn.Module):
+    """EMO's ``iRMB(dim, dim)`` at its defaults (attn_s, no SE, stride 1), windows taken by strided slicing:
+    window (i, j) of the official ``'b c (h1 n1) (w1 n2) -> (b n1 n2) c h1 w1'`` is ``x[..., i::n1, j::n2]``."""
+
+    def __init__(self, dim, dim_head=64, window_size=7, exp_ratio=1.0):
+        super().__init__()
+        self.dim_head, self.ws, self.num_head = dim_head, window_size, dim // dim_head
+        dim_mid = int(dim * exp_ratio)
+        self.norm = nn.BatchNorm2d(dim, eps=1e-6)
+        self.qk = nn.Sequential()
+        self.qk.add_module("conv", nn.Conv2d(dim, 2 * dim, 1, bias=False))
+        self.v = nn.Sequential()
+        self.v.add_module("conv", nn.Conv2d(dim, dim_mid, 1, bias=False))
+        self.v.add_module("act", nn.ReLU())
+        self.conv_local = nn.Sequential()
+        self.conv_local.add_module("conv", nn.Conv2d(dim_mid, dim_mid, 3, 1, 1, groups=dim_mid, bias=False))
+        self.conv_local.add_module("norm", nn.BatchNorm2d(dim_mid, eps=1e-6))
+        self.conv_local.add_module("act", nn.SiLU())
+        self.proj = nn.Sequential()
+        self.proj.add_module("conv", nn.Conv2d(dim_mid, dim, 1, bias=False))
+
+    def forward(self, x):
+        shortcut = x
+        x = self.norm(x)
+        b, c, h, w = x.shape
+        ws = self.ws
+        pad_r, pad_b = (ws - w % ws) % ws, (ws - h % ws) % ws
+        x = F.pad(x, (0, pad_r, 0, pad_b))
+        n1, n2 = (h + pad_b) // ws, (w + pad_r) // ws
+        qk, v = self.qk(x), self.v(x)  # 1x1 convs: the same whether applied before or after windowing
+        out = torch.zeros_like(v)
+        for i, j in itertools.product(range(n1), range(n2)):
+            qk_w, v_w = qk[..., i::n1, j::n2], v[..., i::n1, j::n2]  # (B, ., ws, ws)
+            q, k = qk_w.reshape(b, 2, self.num_head, self.dim_head, ws * ws).transpose(-1, -2).unbind(1)
+            vv = v_w.reshape(b, self.num_head, -1, ws * ws).transpose(-1, -2)
+            attn = ((q @ k.transpose(-2, -1)) * self.dim_head**-0.5).softmax(dim=-1)
+            out[..., i::n1, j::n2] = (attn @ vv).transpose(-1, -2).reshape(b, -1, ws, ws)
+        x = out[:, :, :h, :w]
+        x = x + self.conv_local(x)
+        return shortcut + self.proj(x)
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("hw", [(14, 21), (9, 5)], ids=["whole-windows", "padded"])
+def test_irmb_matches_the_official_block(hw, train):
+    ref = randomise_(OfficialIRMB(128, exp_ratio=2.0), std=0.1)
+    ours = create("irmb", 128, exp_ratio=2.0)
+    load_weights(ours, ref)
+    assert_same_output(ours, ref, torch.randn(2, 128, *hw), train=train, atol=1e-4, rtol=1e-4)
+
+
+# ---- BiFormer -----------------------------------------------------------------------------------------
+
+
+class OfficialBRA(nn.Module):
+    """BiFormer's ``BiLevelRoutingAttention`` (auto_pad, hard routing) with its region loop written out."""
+
+    def __init__(self, dim, num_heads=8, n_win=7, topk=4, side_dwconv=5):
+        super().__init__()
+        self.dim, self.num_heads, self.n_win, self.topk = dim, num_heads, n_win, topk
+        self.scale = dim**-0.5
+        self.qkv = nn.Module()
+        self.qkv.qkv = nn.Linear(dim, 3 * dim)  # QKVLinear
+        self.wo = nn.Linear(dim, dim)
+        self.lepe = nn.Conv2d(dim, dim, side_dwconv, padding=side_dwconv // 2, groups=dim)
+
+    def forward(self, x):  # NHWC
+        n_in, h_in, w_in, c = x.shape
+        s = self.n_win
+        x = F.pad(x, (0, 0, 0, (s - w_in % s) % s, 0, (s - h_in % s) % s))
+        _, hh, ww, _ = x.shape
+        rh, rw = hh // s, ww // s
+        q, k, v = self.qkv.qkv(x).split([c, c, c], dim=-1)
+        lepe = self.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        out = torch.zeros_like(v)
+        d = c // self.num_heads
+        for bi in range(n_in):
+            region = [(j * rh, i * rw) for j in range(s) for i in range(s)]
+            toks = [lambda t, y=y, xx=xx: t[bi, y : y + rh, xx : xx + rw].reshape(-1, c) for y, xx in region]
+            q_win = torch.stack([f(q).mean(0) for f in toks])
+            k_win = torch.stack([f(k).mean(0) for f in toks])
+            r_idx = ((q_win * self.scale) @ k_win.T).topk(self.topk, dim=-1).indices
+            for r, (y, xx) in enumerate(region):
+                keys = torch.cat([toks[j](k) for j in r_idx[r].tolist()])
+                vals = torch.cat([toks[j](v) for j in r_idx[r].tolist()])
+                qr = toks[r](q)
+                heads = []
+                for m in range(self.num_heads):
+                    sl = slice(m * d, (m + 1) * d)
+                    attn = ((qr[:, sl] * self.scale) @ keys[:, sl].T).softmax(dim=-1)
+                    heads.append(attn @ vals[:, sl])
+                out[bi, y : y + rh, xx : xx + rw] = torch.cat(heads, dim=1).reshape(rh, rw, c)
+        return self.wo(out + lepe)[:, :h_in, :w_in]
+
+
+@pytest.mark.parametrize("hw", [(14, 21), (10, 9), (3, 2)], ids=["whole-regions", "padded", "tiny"])
+def test_biformer_matches_the_official_routing_attention(hw):
+    ref = randomise_(OfficialBRA(32, num_heads=4, n_win=7, topk=4))
+    ours = create("biformer", 32, num_heads=4)
+    load_weights(ours, ref, {"qkv.qkv": "qkv"})
+    assert_same_output(ours, _OnMaps(ref, channels_last=True), torch.randn(2, 32, *hw), atol=1e-5)
+
+
+def test_biformer_each_region_attends_to_exactly_topk_regions():
+    m = randomise_(create("biformer", 16, num_heads=2, n_win=4, topk=3)).eval()
+    _, attn = capture(m, torch.randn(1, 16, 8, 8))
+    assert attn.shape == (1, 16, 2, 4, 3 * 4)  # (B, regions, heads, tokens per region, topk * tokens)
+    torch.testing.assert_close(attn.sum(-1), torch.ones(1, 16, 2, 4))
+
+
+def test_biformer_refuses_observed_weights_above_the_memory_limit():
+    m = create("biformer", 16, num_heads=2, memory_limit_mb=0.01)
+    m.gate.capture = True
+    with pytest.raises(ValueError, match="memory_limit_mb"):
+        m(torch.randn(1, 16, 28, 28))
+    m.gate.capture = False
+    assert m(torch.randn(1, 16, 28, 28)).shape == (1, 16, 28, 28)  # the fused kernel stores no matrix

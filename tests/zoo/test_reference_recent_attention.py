@@ -3,8 +3,8 @@ official code.
 
 ``outlook`` is compared with timm's ``OutlookAttention`` (installed). The others have no installable official
 package: each reference restates the authors' forward pass op by op in their layout (``nn.Linear`` on tokens,
-``F.unfold``/``F.fold``, their bias-index tables, CoT's CUDA aggregation, iRMB's windows and BiFormer's regions as Python loops), and the zoo module
-must load the reference's state dict and give its outputs.
+``F.unfold``/``F.fold``, their bias-index tables; CoT's CUDA aggregation, iRMB's windows and BiFormer's regions
+as Python loops), and the zoo module must load the reference's state dict and give its outputs.
 """
 
 from __future__ import annotations
@@ -535,7 +535,7 @@ class OfficialBRA(nn.Module):
         d = c // self.num_heads
         for bi in range(n_in):
             region = [(j * rh, i * rw) for j in range(s) for i in range(s)]
-            toks = [lambda t, y=y, xx=xx: t[bi, y : y + rh, xx : xx + rw].reshape(-1, c) for y, xx in region]
+            toks = [lambda t, bi=bi, y=y, xx=xx: t[bi, y : y + rh, xx : xx + rw].reshape(-1, c) for y, xx in region]
             q_win = torch.stack([f(q).mean(0) for f in toks])
             k_win = torch.stack([f(k).mean(0) for f in toks])
             r_idx = ((q_win * self.scale) @ k_win.T).topk(self.topk, dim=-1).indices

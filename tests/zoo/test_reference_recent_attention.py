@@ -574,3 +574,95 @@ def test_biformer_refuses_observed_weights_above_the_memory_limit():
         m(torch.randn(1, 16, 28, 28))
     m.gate.capture = False
     assert m(torch.randn(1, 16, 28, 28)).shape == (1, 16, 28, 28)  # the fused kernel stores no matrix
+
+
+# ---- DAT ----------------------------------------------------------------------------------------------
+
+
+class OfficialDAttention(nn.Module):
+    """DAT's ``DAttentionBaseline`` (v1) with the table position bias (use_pe, not dwc/fixed/log-cpb)."""
+
+    def __init__(self, dim, q_size, n_heads=8, n_groups=2, stride=1, offset_range_factor=2, ksize=5):
+        super().__init__()
+        self.n_heads, self.n_groups, self.nc = n_heads, n_groups, dim
+        self.n_head_channels, self.n_group_channels = dim // n_heads, dim // n_groups
+        self.n_group_heads = n_heads // n_groups
+        self.scale = self.n_head_channels**-0.5
+        self.offset_range_factor = offset_range_factor
+        gc = self.n_group_channels
+        pad = ksize // 2 if ksize != stride else 0
+        self.conv_offset = nn.Sequential(
+            nn.Conv2d(gc, gc, ksize, stride, pad, groups=gc),
+            nn.LayerNorm(gc),
+            nn.GELU(),
+            nn.Conv2d(gc, 2, 1, bias=False),
+        )
+        self.proj_q, self.proj_k = nn.Conv2d(dim, dim, 1), nn.Conv2d(dim, dim, 1)
+        self.proj_v, self.proj_out = nn.Conv2d(dim, dim, 1), nn.Conv2d(dim, dim, 1)
+        self.rpe_table = nn.Parameter(torch.zeros(n_heads, q_size[0] * 2 - 1, q_size[1] * 2 - 1))
+
+    def offsets(self, q_off):
+        conv, norm, act, proj = self.conv_offset
+        t = conv(q_off)
+        t = norm(t.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # LayerNormProxy
+        return proj(act(t))
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        g = self.n_groups
+        q = self.proj_q(x)
+        offset = self.offsets(q.reshape(b * g, self.n_group_channels, h, w))
+        hk, wk = offset.shape[2:]
+        n_sample = hk * wk
+        offset_range = torch.tensor([1.0 / (hk - 1.0), 1.0 / (wk - 1.0)], dtype=x.dtype).reshape(1, 2, 1, 1)
+        offset = offset.tanh().mul(offset_range).mul(self.offset_range_factor).permute(0, 2, 3, 1)
+        ref_y, ref_x = torch.meshgrid(
+            torch.linspace(0.5, hk - 0.5, hk, dtype=x.dtype),
+            torch.linspace(0.5, wk - 0.5, wk, dtype=x.dtype),
+            indexing="ij",
+        )
+        ref = torch.stack((ref_y, ref_x), -1)
+        ref[..., 1].div_(wk - 1.0).mul_(2.0).sub_(1.0)
+        ref[..., 0].div_(hk - 1.0).mul_(2.0).sub_(1.0)
+        pos = offset + ref[None].expand(b * g, -1, -1, -1)
+        x_sampled = F.grid_sample(
+            x.reshape(b * g, self.n_group_channels, h, w), pos[..., (1, 0)], mode="bilinear", align_corners=True
+        ).reshape(b, c, 1, n_sample)
+        qh = q.reshape(b * self.n_heads, self.n_head_channels, h * w)
+        k = self.proj_k(x_sampled).reshape(b * self.n_heads, self.n_head_channels, n_sample)
+        v = self.proj_v(x_sampled).reshape(b * self.n_heads, self.n_head_channels, n_sample)
+        attn = torch.einsum("bcm,bcn->bmn", qh, k).mul(self.scale)
+        gy, gx = torch.meshgrid(torch.arange(0.0, h, dtype=x.dtype), torch.arange(0.0, w, dtype=x.dtype), indexing="ij")
+        q_grid = torch.stack((gy / (h - 1.0) * 2 - 1, gx / (w - 1.0) * 2 - 1), -1)[None].expand(b * g, -1, -1, -1)
+        displacement = (
+            q_grid.reshape(b * g, h * w, 2).unsqueeze(2) - pos.reshape(b * g, n_sample, 2).unsqueeze(1)
+        ).mul(0.5)
+        rpe = self.rpe_table[None].expand(b, -1, -1, -1).reshape(b * g, self.n_group_heads, *self.rpe_table.shape[1:])
+        bias = F.grid_sample(rpe, displacement[..., (1, 0)], mode="bilinear", align_corners=True)
+        attn = F.softmax(attn + bias.reshape(b * self.n_heads, h * w, n_sample), dim=2)
+        out = torch.einsum("bmn,bcn->bcm", attn, v).reshape(b, c, h, w)
+        return self.proj_out(out)
+
+
+@pytest.mark.parametrize(
+    ("hw", "stride"), [((9, 12), 1), ((20, 20), 1), ((10, 14), 2)], ids=["9x12", "at-table-size", "stride2"]
+)
+def test_dat_matches_the_official_deformable_attention(hw, stride):
+    # In float64: an output moves by about (H - 1) / 2 times its gradient per grid unit of a sampling position,
+    # so fp32 rounding of the positions alone gives differences near 1e-5.
+    ref = randomise_(OfficialDAttention(32, (20, 20), stride=stride), std=0.3).double()
+    ours = create("dat", 32, stride=stride, feat_size=20).double()
+    load_weights(ours, ref)
+    assert_same_output(ours, ref, torch.randn(2, 32, *hw, dtype=torch.float64), atol=1e-10, rtol=1e-10)
+
+
+def test_dat_with_zero_offsets_samples_half_a_pixel_down_right_as_the_official_code():
+    # Reference points (i + 0.5) / (H - 1) * 2 - 1 in align_corners units are pixel i + 0.5: each key is the
+    # mean of a 2x2 block of x (zeros beyond the last row/column), a quirk of the official grid kept here.
+    m = randomise_(create("dat", 8, num_heads=2, n_groups=1)).eval()
+    nn.init.zeros_(m.conv_offset[3].weight)
+    x = torch.randn(1, 8, 5, 6)
+    _, sampled = capture(m, x, "proj_k")  # proj_k's output; its input is the sampled map
+    xp = F.pad(x, (0, 1, 0, 1))
+    want = (xp[..., :-1, :-1] + xp[..., 1:, :-1] + xp[..., :-1, 1:] + xp[..., 1:, 1:]) / 4
+    torch.testing.assert_close(sampled, m.proj_k(want.reshape(1, 8, 1, 30)))

@@ -28,7 +28,8 @@ from attnyolo.registry import register
     reference="timm:timm.models.volo.OutlookAttention (same weights, same outputs)",
     notes="The layer of VOLO's Outlooker (padding kernel_size // 2), without the block's norm, residual and MLP. "
     "Unfold/fold are written as pads and strided slices so the layer exports at ONNX opset 17 (F.fold needs "
-    "opset 18). Default num_heads 6: VOLO-D1's first stage (head width 32 at 192 channels).",
+    "opset 18). Default num_heads 4, which divides every YOLO width (multiples of 16); VOLO uses 32 channels per "
+    "head (VOLO-D1: 6 heads at 192 channels), pass num_heads=C/32 for that.",
 )
 class OutlookAttention(nn.Module):
     """VOLO outlook attention: ``A_ij = softmax(reshape(W_A x̄_ij))`` (a ``k² x k²`` matrix per pooled position
@@ -41,7 +42,7 @@ class OutlookAttention(nn.Module):
 
     Args:
         channels: input channels C (divisible by ``num_heads``).
-        num_heads: heads (VOLO-D1 stage 1: 6).
+        num_heads: heads (VOLO: 32 channels per head, e.g. 6 at 192; default 4, see the spec's notes).
         kernel_size: neighbourhood side k (paper: 3; odd).
         stride: the weights are predicted on an ``s``-times pooled map (VOLO: 2); the output keeps the size.
         qkv_bias: bias in the value projection.
@@ -54,7 +55,7 @@ class OutlookAttention(nn.Module):
         self,
         channels: int,
         *,
-        num_heads: int = 6,
+        num_heads: int = 4,
         kernel_size: int = 3,
         stride: int = 2,
         qkv_bias: bool = False,

@@ -286,11 +286,12 @@ def _conv_norm_act(cin: int, cout: int, kernel: int = 1, groups: int = 1, bias: 
     paper="Rethinking Mobile Block for Efficient Attention-based Models",
     year=2023,
     url="https://arxiv.org/abs/2301.01146",
-    constraints="channels divisible by dim_head (64), channels * exp_ratio divisible by channels / dim_head",
+    constraints="channels divisible by dim_head (16), channels * exp_ratio divisible by channels / dim_head",
     reference="official code (EMO iRMB, attn_s=True, se_ratio=0, stride 1), restated in "
     "tests/zoo/test_reference_recent.py",
     notes="The whole block with its skip (C in = C out, stride 1), as the official iRMB; no SE (the official "
-    "default se_ratio=0), no attn_pre variant, no drop-path. Padding to whole windows as the official code.",
+    "default se_ratio=0), no attn_pre variant, no drop-path. Padding to whole windows as the official code. "
+    "dim_head 16 (EMO-1M's first stages; the class default 64 would refuse YOLO widths below 64).",
 )
 class InvertedResidualMobileBlock(nn.Module):
     """EMO iRMB: ``y = x + Proj(Z + DW-Conv(Z))``, ``Z = EW-MHSA(BN(x))`` (paper Eq. 4-6, Fig. 3).
@@ -300,12 +301,13 @@ class InvertedResidualMobileBlock(nn.Module):
     positions taken on a dilated grid, as the official code arranges them (``(h1 n1) -> n1 h1``: window
     ``(i, j)`` holds the positions congruent to ``(i, j)`` modulo the number of windows per side). Then a
     depth-wise conv + BN + SiLU with a skip, a 1x1 projection and the block's residual. Memory per window:
-    ``heads · w⁴`` weights (at 1x256x80x80 fp32, 4 heads, w = 7: 144 windows, 5.3 MiB).
+    ``heads · w⁴`` weights (at 1x256x80x80 fp32, 16 heads, w = 7: 144 windows, 21 MiB).
 
     Args:
         channels: input channels C (divisible by ``dim_head``).
         exp_ratio: width of the values and the depth-wise conv relative to C (official default 1.0).
-        dim_head: query/key width per head (official default 64; heads = C / dim_head).
+        dim_head: query/key width per head (EMO-1M stages 1-2: 16; the official class default 64);
+            heads = C / dim_head.
         window_size: window side w (official default 7).
         dw_ks: depth-wise kernel (official default 3; odd).
         qkv_bias: bias in the query/key and value convs (official default False).
@@ -320,7 +322,7 @@ class InvertedResidualMobileBlock(nn.Module):
         channels: int,
         *,
         exp_ratio: float = 1.0,
-        dim_head: int = 64,
+        dim_head: int = 16,
         window_size: int = 7,
         dw_ks: int = 3,
         qkv_bias: bool = False,

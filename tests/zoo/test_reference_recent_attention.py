@@ -500,10 +500,11 @@ class OfficialIRMB(nn.Module):
 
 
 @pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("dim_head", [16, 64])
 @pytest.mark.parametrize("hw", [(14, 21), (9, 5)], ids=["whole-windows", "padded"])
-def test_irmb_matches_the_official_block(hw, train):
-    ref = randomise_(OfficialIRMB(128, exp_ratio=2.0), std=0.1)
-    ours = create("irmb", 128, exp_ratio=2.0)
+def test_irmb_matches_the_official_block(hw, dim_head, train):
+    ref = randomise_(OfficialIRMB(128, dim_head=dim_head, exp_ratio=2.0), std=0.1)
+    ours = create("irmb", 128, dim_head=dim_head, exp_ratio=2.0)
     load_weights(ours, ref)
     assert_same_output(ours, ref, torch.randn(2, 128, *hw), train=train, atol=1e-4, rtol=1e-4)
 

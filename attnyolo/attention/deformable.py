@@ -43,7 +43,7 @@ def _unit(size: int) -> float:
     constraints="channels divisible by num_heads, num_heads divisible by n_groups; memory: B*num_heads*H*W*Hk*Wk "
     "entries (Hk, Wk = H, W / stride) must fit memory_limit_mb",
     reference="official code (DAT v1 DAttentionBaseline, table position bias), restated in "
-    "tests/zoo/test_reference_recent.py",
+    "tests/zoo/test_reference_recent_attention.py",
     notes="Defaults from DAT-T's deformable stages: 4 heads per offset group, stride 1, offset range factor 2, "
     "offset kernel 5 (stage 3). The position-bias table is learned at feat_size and sampled at any size (as in "
     "the official code, which fixes one size). A size-1 axis gets grid coordinate 0 and no offset along it "
@@ -57,7 +57,7 @@ class DeformableAttention(nn.Module):
     ``H/s x W/s`` grid, bounded by ``tanh`` to ``factor`` grid cells; ``x`` is bilinearly sampled at the shifted
     points, keys and values are projected from the samples, and every query attends to all sampled keys with
     a relative position bias read (bilinearly) from a learned table at the query-to-sample displacement.
-    Attention memory at 1x256x80x80 fp32 (8 heads, stride 1): 8 x 6400² x 4 B = 1.25 GiB for the matrix, as
+    Attention memory at 1x256x80x80 fp32 (8 heads, stride 1): 8 x 6400² x 4 B = 1.22 GiB for the matrix, as
     much again for the position bias (the bias forces an explicit matrix); ``stride`` 2 divides it by 4.
 
     Args:

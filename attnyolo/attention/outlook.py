@@ -37,8 +37,8 @@ class OutlookAttention(nn.Module):
 
     The weights come from a linear layer on the (``stride``-pooled) centre feature alone, no query-key dot
     product; the values of each ``k x k`` neighbourhood are mixed by them and folded back (overlapping
-    outputs add up). Memory is linear: ``B · heads · N/s² · k⁴`` weights (at 1x256x80x80 fp32, 8 heads,
-    k = 3, s = 2: 4 MiB).
+    outputs add up). Memory is linear: ``B · heads · N/s² · k⁴`` weights (at 1x256x80x80 fp32, 4 heads,
+    k = 3, s = 2: 2 MiB).
 
     Args:
         channels: input channels C (divisible by ``num_heads``).

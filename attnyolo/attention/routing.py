@@ -32,7 +32,7 @@ def _regions(t: torch.Tensor, n: int) -> torch.Tensor:
     constraints="channels divisible by num_heads; topk <= n_win^2; memory: only when the weights are observed "
     "(hook on gate), B*heads*N*topk*N/n_win^2 entries must fit memory_limit_mb",
     reference="official code (bra_legacy BiLevelRoutingAttention, auto_pad=True), restated in "
-    "tests/zoo/test_reference_recent.py",
+    "tests/zoo/test_reference_recent_attention.py",
     notes="The official defaults of BiFormer's models: n_win 7, topk 4 (stage 3), LCE kernel 5, qkv bias, "
     "logits scaled by qk_dim^-0.5 (the whole width, as the official code, not the head width). Hard routing "
     "(no routing weights multiplied in, the official default). Zero padding to whole regions as auto_pad.",
@@ -43,8 +43,8 @@ class BiLevelRoutingAttention(nn.Module):
     gathered keys and values, plus a local context term ``LCE(V)`` (paper Eq. 2-5).
 
     The map is cut into ``n_win x n_win`` regions (zero-padded to whole regions). Memory: ``B · heads · N ·
-    topk · N / n_win²`` weights (at 1x256x80x80 fp32, 8 heads, topk 4: 130 MiB when observed; ``O(N)`` through
-    the fused kernel otherwise).
+    topk · N / n_win²`` weights (at 1x256x80x80 fp32, 8 heads, topk 4, padded to 84x84: 124 MiB when observed;
+    ``O(N)`` through the fused kernel otherwise).
 
     Args:
         channels: input channels C (divisible by ``num_heads``).

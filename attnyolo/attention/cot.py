@@ -31,9 +31,11 @@ from attnyolo.registry import register
     "(zero padding, the same sums), so it runs on CPU and exports to ONNX.",
 )
 class ContextualTransformer(nn.Module):
-    """CoT: static context ``K¹ = ReLU(BN(Conv_kxk(x)))``; local attention ``A = GN(W_δ ReLU(BN(W_θ [K¹; x])))``
-    (one ``k x k`` kernel per position and channel group); dynamic context ``K² = A ⊛ BN(Conv1x1(x))``; output
-    the SK-style fusion of ``K¹`` and ``SiLU(BN(K²))`` (paper Sec. 3.2, the official ``CotLayer``).
+    """CoT: local attention kernels predicted from the query and its static context (paper Sec. 3.2).
+
+    Static context ``K¹ = ReLU(BN(Conv_kxk(x)))``; local attention ``A = GN(W_δ ReLU(BN(W_θ [K¹; x])))`` (one
+    ``k x k`` kernel per position and channel group); dynamic context ``K² = A ⊛ BN(Conv1x1(x))``; output the
+    SK-style fusion of ``K¹`` and ``SiLU(BN(K²))`` (the official ``CotLayer``).
 
     ``C / share_planes`` kernels are predicted per position; channel ``c`` uses kernel ``c mod (C / share_planes)``,
     as the official aggregation kernel indexes them. Memory: the predicted kernels,

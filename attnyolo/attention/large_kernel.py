@@ -158,8 +158,9 @@ class _ConvBNAct(nn.Sequential):
     "features; as a stand-alone module it gates its own input: y = x * CAA(x).",
 )
 class ContextAnchorAttention(nn.Module):
-    """PKINet context anchor attention: ``A = sigmoid(Conv1x1(DW_{k×1}(DW_{1×k}(Conv1x1(AvgPool7(x))))))``,
-    ``y = x ⊙ A`` (paper Eq. 6-8).
+    """PKINet context anchor attention: pooled context through 1x1 and strip convs gates the input (paper Eq. 6-8).
+
+    ``A = sigmoid(Conv1x1(DW_{k×1}(DW_{1×k}(Conv1x1(AvgPool7(x))))))``, ``y = x ⊙ A``.
 
     The 7x7 average pool (stride 1, zero padding counted, as ``nn.AvgPool2d(7, 1, 3)``) gathers local
     context; the two 1x1 convs are conv + BatchNorm (momentum 0.03, eps 1e-3) + SiLU, the strips are

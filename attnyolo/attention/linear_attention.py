@@ -49,8 +49,10 @@ class _DoubleNormGate(nn.Module):
     "paper's two independent linear layers. BatchNorm instead of SyncBatchNorm.",
 )
 class ExternalAttention(nn.Module):
-    """EANet external attention: ``A = DoubleNorm(F M_kᵀ)``, ``F_out = A M_v`` (paper Eq. 5-6), as in the
-    official segmentation head: ``y = ReLU(x + BN(Conv1x1(M_v(DoubleNorm(M_k(Conv1x1(x)))))))``.
+    """EANet external attention: every position attends to S learned memory units (paper Eq. 5-6).
+
+    ``A = DoubleNorm(F M_kᵀ)``, ``F_out = A M_v``, as in the official segmentation head:
+    ``y = ReLU(x + BN(Conv1x1(M_v(DoubleNorm(M_k(Conv1x1(x)))))))``.
 
     ``M_k``, ``M_v`` are memories of S units shared by all positions and images; the double normalisation
     is a softmax over the N positions followed by an l1 normalisation over the S units. Memory is linear
@@ -104,8 +106,10 @@ class ExternalAttention(nn.Module):
     "are not part of the attention.",
 )
 class SeparableSelfAttention(nn.Module):
-    """MobileViTv2 separable self-attention: ``c = Σ_n softmax_n(x W_I)_n (x W_K)_n``,
-    ``y = (ReLU(x W_V) ⊙ c) W_O`` (paper Eq. 2-4), with one context vector per pixel-in-patch position.
+    """MobileViTv2 separable self-attention: one softmax-pooled context vector scales the values (paper Eq. 2-4).
+
+    ``c = Σ_n softmax_n(x W_I)_n (x W_K)_n``, ``y = (ReLU(x W_V) ⊙ c) W_O``, with one context vector per
+    pixel-in-patch position.
 
     As in MobileViTv2, the map is unfolded into ``p x p`` patches: for each of the ``P = p²`` positions
     inside a patch, the softmax runs over the ``N = HW / P`` patches. Memory is linear in N (no N x N

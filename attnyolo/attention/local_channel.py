@@ -64,8 +64,10 @@ class _MixedUnpoolGate(nn.Module):
     "global weights (identical at B = 1). Adaptive pooling is done by exact pooling matrices (ONNX-exportable).",
 )
 class MixedLocalChannelAttention(nn.Module):
-    """MLCA: ECA-style 1-D convolutions over a local (``s x s``) and a global channel descriptor, mixed and
-    un-pooled back to the feature size: ``y = x ⊙ UNAP((1-λ) σ(conv_g(g)) + λ σ(conv_l(l)))`` (paper Fig. 3).
+    """MLCA: ECA-style channel attention on a local ``s x s`` grid and globally, mixed and un-pooled (paper Fig. 3).
+
+    ``y = x ⊙ UNAP((1-λ) σ(conv_g(g)) + λ σ(conv_l(l)))``: 1-D convolutions over a local (``s x s``) and a
+    global channel descriptor, mixed and un-pooled back to the feature size.
 
     ``l = AdaptiveAvgPool_s(x)`` (``s = local_size``), ``g = mean(l)``. The local descriptor is laid out
     position-major, ``(s², C)`` flattened to one sequence, so the k-wide convolution runs along the channels
@@ -116,8 +118,9 @@ class MixedLocalChannelAttention(nn.Module):
     "mixing and output projection. Hidden width max(1, C * rd_ratio) (the official C // 4 is 0 for C < 4).",
 )
 class ChannelPriorConvAttention(nn.Module):
-    """CPCA: channel prior ``F_c = CA(F) ⊙ F``, then spatial attention from multi-scale depth-wise strips:
-    ``y = Conv1x1(Conv1x1(Σ_i Branch_i(DwConv5x5(F_c))) ⊙ F_c)`` (paper Eq. 1-4).
+    """CPCA: a channel prior, then spatial attention from multi-scale depth-wise strip convs (paper Eq. 1-4).
+
+    ``F_c = CA(F) ⊙ F``, ``y = Conv1x1(Conv1x1(Σ_i Branch_i(DwConv5x5(F_c))) ⊙ F_c)``.
 
     ``CA(F) = σ(MLP(AvgPool(F))) + σ(MLP(MaxPool(F)))`` (shared MLP with biases, ReLU); ``Branch_0`` is the
     identity, ``Branch_1..3`` depth-wise strip pairs ``1 x k`` then ``k x 1`` with k = 7, 11, 21. As in the

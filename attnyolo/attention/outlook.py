@@ -32,8 +32,10 @@ from attnyolo.registry import register
     "head (VOLO-D1: 6 heads at 192 channels), pass num_heads=C/32 for that.",
 )
 class OutlookAttention(nn.Module):
-    """VOLO outlook attention: ``A_ij = softmax(reshape(W_A x̄_ij))`` (a ``k² x k²`` matrix per pooled position
-    and head), ``Y = Fold(A · Unfold_k(x W_V))`` (paper Eq. 2-5).
+    """VOLO outlook attention: each position predicts the attention inside its ``k x k`` window (paper Eq. 2-5).
+
+    ``A_ij = softmax(reshape(W_A x̄_ij))`` (a ``k² x k²`` matrix per pooled position and head),
+    ``Y = Fold(A · Unfold_k(x W_V))``.
 
     The weights come from a linear layer on the (``stride``-pooled) centre feature alone, no query-key dot
     product; the values of each ``k x k`` neighbourhood are mixed by them and folded back (overlapping

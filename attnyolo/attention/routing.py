@@ -38,9 +38,11 @@ def _regions(t: torch.Tensor, n: int) -> torch.Tensor:
     "(no routing weights multiplied in, the official default). Zero padding to whole regions as auto_pad.",
 )
 class BiLevelRoutingAttention(nn.Module):
-    """BiFormer BRA: region-to-region affinity ``A^r = Q^r (K^r)ᵀ`` of region-mean queries and keys, each region
-    keeps its ``topk`` most related regions ``I^r``, then token attention of the region's queries to the
-    gathered keys and values, plus a local context term ``LCE(V)`` (paper Eq. 2-5).
+    """BiFormer bi-level routing attention: each region attends to the tokens of its top-k regions (Eq. 2-5).
+
+    Region-to-region affinity ``A^r = Q^r (K^r)ᵀ`` of region-mean queries and keys; each region keeps its
+    ``topk`` most related regions ``I^r``, then token attention of the region's queries to the gathered keys
+    and values, plus a local context term ``LCE(V)``.
 
     The map is cut into ``n_win x n_win`` regions (zero-padded to whole regions). Memory: ``B · heads · N ·
     topk · N / n_win²`` weights (at 1x256x80x80 fp32, 8 heads, topk 4, padded to 84x84: 124 MiB when observed;

@@ -64,9 +64,10 @@ def _merge_windows(x: torch.Tensor, h: int, w: int, ws: int) -> torch.Tensor:
     "are multiples of window_size). 1x1 projections as nn.Linear on channels-last features, as there.",
 )
 class HiLoAttention(nn.Module):
-    """LITv2 HiLo: ``(1-α)`` of the heads attend inside ``s x s`` windows (Hi-Fi, high frequencies), ``α``
-    of them attend from every position to the ``s x s`` average-pooled map (Lo-Fi, low frequencies); the
-    two outputs are concatenated along channels (paper Sec. 3.2).
+    """LITv2 HiLo: window attention for high frequencies, attention to a pooled map for low ones (Sec. 3.2).
+
+    ``(1-α)`` of the heads attend inside ``s x s`` windows (Hi-Fi), ``α`` of them attend from every position
+    to the ``s x s`` average-pooled map (Lo-Fi); the two outputs are concatenated along channels.
 
     Attention memory at 1x256x80x80 fp32 (8 heads, α = 0.5, s = 2): Lo-Fi ``O(N)`` through the fused kernel,
     4 x 6400 x 1600 x 4 B = 156 MiB when its weights are observed; Hi-Fi 4 x 1600 x 4² entries (0.4 MiB).

@@ -7,8 +7,6 @@ https://arxiv.org/abs/2106.13112 (official code: https://github.com/sail-sg/volo
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -77,9 +75,9 @@ class OutlookAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         nh, k, s = self.num_heads, self.kernel_size, self.stride
-        oh, ow = math.ceil(h / s), math.ceil(w / s)
-        v = self.v(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        v = neighbourhoods(v, k, s).reshape(b, nh, c // nh, k * k, oh * ow).permute(0, 1, 4, 3, 2)  # B,h,n,k²,d
+        v = neighbourhoods(self.v(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), k, s)  # (B, C, k², ⌈H/s⌉, ⌈W/s⌉)
+        oh, ow = v.shape[-2:]
+        v = v.reshape(b, nh, c // nh, k * k, oh * ow).permute(0, 1, 4, 3, 2)  # (B, heads, n, k², d)
         logits = self.attn(mean_pool_ceil(x, s).permute(0, 2, 3, 1))  # (B, oh, ow, k⁴·heads)
         logits = logits.reshape(b, oh * ow, nh, k * k, k * k).transpose(1, 2)
         out = self.gate(logits * self.scale) @ v  # (B, heads, n, k², d)

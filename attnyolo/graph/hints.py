@@ -6,8 +6,9 @@ channel constraint involves for the value nearest below the default (else above 
 that kind accepts at every scale of the YAML, and names it (``pass groups=32``).
 
 Which hyper-parameters to search is data: a spec's ``channel_params`` when it lists them, otherwise the
-integer hyper-parameters that its ``constraints`` text names (``"channels divisible by num_heads"`` ->
-``num_heads``). The search only constructs modules (each constructor checks its constraints), never runs them.
+integer hyper-parameters that the clauses of its ``constraints`` text about channels name
+(``"channels divisible by num_heads; memory: ..."`` -> ``num_heads``). The search only constructs modules (each
+constructor checks its constraints), never runs them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def constrained_params(spec: ModuleSpec) -> list[str]:
     defaults = spec.defaults
     if spec.channel_params:
         return [p for p in spec.channel_params if p in defaults]
-    text = spec.constraints
+    # only the clauses about channels: "channels divisible by num_heads; memory: ... memory_limit_mb" -> num_heads
+    text = " ".join(clause for clause in spec.constraints.split(";") if re.search(r"\bchannels\b", clause))
     return [
         name
         for name, value in defaults.items()

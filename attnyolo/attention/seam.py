@@ -70,7 +70,7 @@ class SEAM(nn.Module):
         rd_channels: hidden width; overrides ``rd_ratio``.
         rd_divisor: round the hidden width to a multiple of this (1: the paper's C/r, at least 1).
         act_layer: activation between the FC layers (ReLU).
-        gate_layer: gate (``exp(sigmoid(.))`` as the paper).
+        gate_layer: gate (``"exp_sigmoid"``: ``exp(sigmoid(.))`` as the paper, weights in ``(1, e)``).
     """
 
     def __init__(
@@ -82,7 +82,7 @@ class SEAM(nn.Module):
         rd_channels: int | None = None,
         rd_divisor: int = 1,
         act_layer: LayerType = "relu",
-        gate_layer: LayerType = _ExpSigmoid,
+        gate_layer: LayerType = "exp_sigmoid",
     ):
         super().__init__()
         check_positive_int("channels", channels)
@@ -92,7 +92,8 @@ class SEAM(nn.Module):
         self.fc1 = nn.Linear(channels, hidden, bias=False)
         self.act = create_act(act_layer)
         self.fc2 = nn.Linear(hidden, channels, bias=False)
-        self.gate = Gate(gate_layer)
+        # the paper's exp(sigmoid(.)) by name (not one of the shared activations); any other gate as usual
+        self.gate = Gate(_ExpSigmoid if gate_layer == "exp_sigmoid" else gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c = x.shape[:2]

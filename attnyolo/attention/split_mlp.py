@@ -56,8 +56,8 @@ class _BranchSoftmax(nn.Module):
     reference="paper Eq. (split attention) and S²-MLP Algorithm 1, restated loop by loop in tests",
     notes="The attention part of the S²-MLPv2 block as community YAMLs use it (no LayerNorm, no residual: the "
     "output replaces the input). Any channel count (External-Attention-pytorch's S2Attention hard-codes 512 "
-    "channels in its SplitAttention and shifts overlapping slices in place); 1x1 convs stand for the "
-    "channel-mixing MLPs (same weights).",
+    "channels in its SplitAttention); the shifts are computed out of place (Algorithm 1 assigns slices in "
+    "place); 1x1 convs stand for the channel-mixing MLPs (same weights).",
 )
 class S2Attention(nn.Module):
     """S²-MLPv2 split attention: expand to 3 branches, shift two of them, re-weight the branches by softmax.

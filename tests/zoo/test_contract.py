@@ -104,6 +104,7 @@ def test_spec_fields_are_valid(spec: ModuleSpec):
     params = list(inspect.signature(spec.cls.__init__).parameters)
     assert params[1] == "channels", "the first constructor argument must be `channels`"
     assert set(spec.preset) <= set(spec.defaults), "preset names a hyper-parameter the class does not take"
+    assert set(spec.channel_params) <= set(spec.defaults), "channel_params names a hyper-parameter the class lacks"
     assert "frames" in spec.defaults or not spec.needs_frames
 
 

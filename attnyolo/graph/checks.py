@@ -73,8 +73,8 @@ def probe(
     try:
         module = spec.create(channels, **hparams)
     except (ValueError, TypeError) as e:
-        hint = alternatives() if alternatives is not None else ""
-        raise ShapeError(f"{where}: {spec.name!r} cannot take {channels} channels: {e}{hint}") from None
+        suggestion = alternatives() if alternatives is not None else ""
+        raise ShapeError(f"{where}: {spec.name!r} cannot take {channels} channels: {e}{suggestion}") from None
     n_params = sum(p.numel() for p in module.parameters())
     key = (spec.name, _frozen(dict(hparams)), channels)
     if key in _PROBED:

@@ -8,7 +8,7 @@ that kind accepts at every scale of the YAML, and names it (``pass groups=32``).
 Which hyper-parameters to search is data: a spec's ``channel_params`` when it lists them, otherwise the
 integer hyper-parameters that the clauses of its ``constraints`` text about channels name
 (``"channels divisible by num_heads; memory: ..."`` -> ``num_heads``). The search only constructs modules (each
-constructor checks its constraints), never runs them.
+constructor checks its constraints), on the meta device where it can, and never runs them.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+import torch
 
 from attnyolo.registry import ModuleSpec
 
@@ -44,13 +46,29 @@ def _candidates(current: int, largest: int) -> list[int]:
     return [*range(current - 1, 0, -1), *range(current + 1, top + 1)]
 
 
-def _accepts(spec: ModuleSpec, channels: Iterable[int], hparams: Mapping[str, Any]) -> bool:
+def _builds(spec: ModuleSpec, channels: int, hparams: Mapping[str, Any]) -> bool:
+    """Whether ``spec``'s constructor accepts ``channels`` and ``hparams``.
+
+    Built on the meta device first (no memory, no initialisation: a wide transformer block costs nothing);
+    a constructor that cannot run there for other reasons than its checks is built for real.
+    """
     try:
-        for c in channels:
-            spec.create(c, **hparams)
+        with torch.device("meta"):
+            spec.create(channels, **hparams)
+        return True
+    except (ValueError, TypeError):
+        return False
+    except Exception:  # noqa: BLE001 - an operation without a meta kernel, not a refusal: try on the CPU
+        pass
+    try:
+        spec.create(channels, **hparams)
     except (ValueError, TypeError):
         return False
     return True
+
+
+def _accepts(spec: ModuleSpec, channels: Iterable[int], hparams: Mapping[str, Any]) -> bool:
+    return all(_builds(spec, c, hparams) for c in channels)
 
 
 def working_values(spec: ModuleSpec, channels: Iterable[int], hparams: Mapping[str, Any]) -> dict[str, int]:

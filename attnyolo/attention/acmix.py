@@ -146,9 +146,11 @@ class ACmix(nn.Module):
         q = q.reshape(n, d, h, w) * d**-0.5
         k_pad, v_pad, pe_pad = padded(k.reshape(n, d, h, w)), padded(v.reshape(n, d, h, w)), padded(pe)
         offsets = [(i, j) for i in range(kk) for j in range(kk)]  # nn.Unfold's order
+        # q . (k_j + pe_i - pe_j) as q . k_j + q . (pe_i - pe_j): the key slices are views and the position term
+        # is one image wide, so backward keeps no (B*C*H*W)-sized tensor per window offset (nn.Unfold keeps k²)
         logits = torch.stack(
             [
-                (q * (k_pad[..., i : i + h, j : j + w] + pe - pe_pad[..., i : i + h, j : j + w])).sum(1)
+                (q * k_pad[..., i : i + h, j : j + w]).sum(1) + (q * (pe - pe_pad[..., i : i + h, j : j + w])).sum(1)
                 for i, j in offsets
             ],
             dim=1,

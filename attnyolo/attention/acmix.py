@@ -25,7 +25,7 @@ from attnyolo.attention.self_attention import DEFAULT_MEMORY_LIMIT_MB
 from attnyolo.registry import register
 
 
-def reflect_index(n, pad: int, device: torch.device) -> torch.Tensor:
+def reflect_index(n: int | torch.Tensor, pad: int, device: torch.device) -> torch.Tensor:
     """Source index of each position of a size-``n`` axis reflect-padded by ``pad`` on both sides.
 
     Equal to ``nn.ReflectionPad2d`` for ``pad < n``; beyond it the reflection repeats (numpy's ``reflect``)
@@ -38,13 +38,13 @@ def reflect_index(n, pad: int, device: torch.device) -> torch.Tensor:
     return torch.where(r >= n, period - r, r)
 
 
-def _linspace_pm1(n, device: torch.device) -> torch.Tensor:
+def _linspace_pm1(n: int | torch.Tensor, device: torch.device) -> torch.Tensor:
     """``torch.linspace(-1, 1, n)`` (``[-1]`` for n = 1) from tensor operations on ``n`` (exportable, dynamic)."""
     step = 2.0 / torch.clamp(torch.as_tensor(n - 1, device=device, dtype=torch.float32), min=1.0)
     return torch.arange(n, device=device, dtype=torch.float32) * step - 1.0
 
 
-def position_grid(h, w, device: torch.device) -> torch.Tensor:
+def position_grid(h: int | torch.Tensor, w: int | torch.Tensor, device: torch.device) -> torch.Tensor:
     """ACmix's positions: ``(1, 2, H, W)``, channel 0 the x coordinate in ``[-1, 1]``, channel 1 the y coordinate."""
     loc_w = _linspace_pm1(w, device)[None, :].expand(h, w)
     loc_h = _linspace_pm1(h, device)[:, None].expand(h, w)

@@ -47,8 +47,13 @@ class ModuleSpec:
         needs_frames: input is a clip batch ``(B*T, C, H, W)``; the module takes ``frames=T``.
         batch1_train: works with batch 1 in train mode (no BatchNorm over a single value).
         onnx: exports to ONNX (opset 17) and runs in onnxruntime; ``onnx_note`` says why not.
+        onnx_dynamic: (with ``onnx``) exported with dynamic batch, height and width axes, the graph runs at
+            other input sizes (Ultralytics' ``export(dynamic=True)``); ``onnx_note`` says why not.
         constraints: human-readable input constraints (e.g. channels divisible by ``groups``),
             checked by the module's constructor with a ``ValueError``.
+        channel_params: integer hyper-parameters the channel constraint involves, which the insertion engine
+            searches for a value that fits every scale when a layer's channels are refused; empty: the integer
+            hyper-parameters that ``constraints`` names (see :mod:`attnyolo.graph.hints`).
         reference: an independent implementation the tests compare against (``"timm:cbam"``).
         notes: where and why this implementation differs from the paper or the reference.
     """
@@ -63,8 +68,10 @@ class ModuleSpec:
     needs_frames: bool = False
     batch1_train: bool = True
     onnx: bool = True
+    onnx_dynamic: bool = True
     onnx_note: str = ""
     constraints: str = ""
+    channel_params: tuple[str, ...] = ()
     reference: str = ""
     notes: str = ""
 

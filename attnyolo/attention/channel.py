@@ -242,6 +242,16 @@ class EfficientChannelAttention(ScalesInput, nn.Module):
     ):
         super().__init__()
         check_positive_int("channels", channels)
+        # The ecam hidden width is only built with use_mlp, but an invalid value is refused whatever the preset:
+        # a YAML saying rd_ratio=0 is wrong even where it has no effect.
+        check_positive("rd_ratio", rd_ratio)
+        check_positive_int("rd_divisor", rd_divisor)
+        if rd_channels is not None:
+            check_positive_int("rd_channels", rd_channels)
+        check_positive("gamma", gamma)
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)):
+            raise ValueError(f"beta must be a number, got {beta!r}")
+        act = create_act(act_layer)  # checked (a name, class or factory) also where only ecam uses it
         if kernel_size is None:
             kernel_size = eca_kernel_size(channels, gamma, beta)
         check_odd_kernel("kernel_size", kernel_size)
@@ -257,7 +267,7 @@ class EfficientChannelAttention(ScalesInput, nn.Module):
         if use_mlp:
             hidden = reduced_channels(channels, rd_ratio, rd_channels, rd_divisor, round_limit=0.9)
             self.conv = nn.Conv1d(1, hidden, 1, bias=True)
-            self.act = create_act(act_layer)
+            self.act = act
             self.conv2 = nn.Conv1d(hidden, 1, kernel_size, padding=conv_pad, bias=True)
         else:
             self.conv = nn.Conv1d(1, 1, kernel_size, padding=conv_pad, bias=False)
@@ -425,13 +435,19 @@ def dct_basis(u: int, v: int, height: int, width: int) -> torch.Tensor:
     return torch.outer(bu, bv).float()
 
 
-def _adaptive_pool_matrix(n_in: int, n_out: int) -> torch.Tensor:
-    """(n_out, n_in) matrix P with ``P @ v`` = ``adaptive_avg_pool1d(v, n_out)`` (PyTorch's bin edges)."""
-    rows = []
-    for i in range(n_out):
-        start, end = (i * n_in) // n_out, -(-(i + 1) * n_in // n_out)
-        rows.append([1.0 / (end - start) if start <= j < end else 0.0 for j in range(n_in)])
-    return torch.tensor(rows)  # built from Python numbers: a constant when traced for ONNX export
+def _adaptive_pool_matrix(n_in: int | torch.Tensor, n_out: int, device: torch.device | None = None) -> torch.Tensor:
+    """(n_out, n_in) matrix P with ``P @ v`` = ``adaptive_avg_pool1d(v, n_out)`` (PyTorch's bin edges).
+
+    Bin i covers ``[floor(i n_in / n_out), ceil((i + 1) n_in / n_out))``. Built from tensor operations on
+    ``n_in`` (no Python loop over it), so under ONNX tracing, where ``x.shape`` entries are tensors, the matrix
+    follows the input size of a model exported with dynamic axes instead of being frozen at the traced size.
+    """
+    i = torch.arange(n_out, device=device)
+    j = torch.arange(n_in, device=device)
+    start = (i * n_in) // n_out
+    end = ((i + 1) * n_in + n_out - 1) // n_out  # ceil without negative operands (exported floor division truncates)
+    inside = (j[None, :] >= start[:, None]) & (j[None, :] < end[:, None])
+    return inside.to(torch.float32) / (end - start)[:, None].to(torch.float32)
 
 
 @register(
@@ -542,7 +558,21 @@ class FrequencyChannelAttention(ScalesInput, nn.Module):
         # a pickled model (Ultralytics checkpoints, deepcopy for EMA) rebuilds the cache instead of storing it
         return {**super().__getstate__(), "_weight_cache": {}}
 
+    def _traced_frequency_weight(self, h: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """:meth:`frequency_weight` as graph operations on the (traced) input size, for ONNX export.
+
+        The cached weight is a constant of the traced size, so a model exported with dynamic axes would fail at
+        any other size; here the pooling matrices are computed in the graph from ``h`` and ``w``.
+        """
+        ph = _adaptive_pool_matrix(h, self.dct_size[0], self.dct_weight.device)
+        pw = _adaptive_pool_matrix(w, self.dct_size[1], self.dct_weight.device)
+        return (ph.t() @ self.dct_weight.float() @ pw).to(dtype)
+
     def attention_scale(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        freq = (x * self.frequency_weight(h, w, x.dtype, x.device)).sum((2, 3))  # multi-spectral vector, Eq. 6
+        if torch.jit.is_tracing():
+            weight = self._traced_frequency_weight(h, w, x.dtype)
+        else:
+            weight = self.frequency_weight(h, w, x.dtype, x.device)
+        freq = (x * weight).sum((2, 3))  # multi-spectral vector, Eq. 6
         return self.gate(self.fc2(self.act(self.fc1(freq)))).reshape(b, c, 1, 1)  # Eq. 7

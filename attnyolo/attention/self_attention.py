@@ -218,9 +218,12 @@ class MHSA(CapturesAttention, nn.Module):
     def position_encoding(self, h: int, w: int) -> torch.Tensor:
         """``r = R_h + R_w`` at size ``(h, w)``: ``(num_heads, h*w, dim_head)``."""
         rel_h, rel_w = self.rel_h, self.rel_w
-        if h != rel_h.shape[-1]:
+        # Traced for ONNX, h and w are graph values: always resize (the identity at the learned size) so a model
+        # exported with dynamic axes follows the input size instead of freezing the branch taken at export.
+        tracing = torch.jit.is_tracing()
+        if tracing or h != rel_h.shape[-1]:
             rel_h = F.interpolate(rel_h, size=h, mode="linear", align_corners=False)
-        if w != rel_w.shape[-1]:
+        if tracing or w != rel_w.shape[-1]:
             rel_w = F.interpolate(rel_w, size=w, mode="linear", align_corners=False)
         r = rel_h[..., :, None] + rel_w[..., None, :]  # (heads, d, h, w)
         return r.flatten(2).transpose(-1, -2)

@@ -8,13 +8,14 @@ created for that layer's channel count (so channel constraints such as "divisibl
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 
 from attnyolo.graph.channels import FEATURE, layer_channels, scale_names
 from attnyolo.graph.errors import HyperparameterError, ModelYAMLError, ShapeError
+from attnyolo.graph.hints import hint
 from attnyolo.registry import ModuleSpec, describe
 
 PROBE_SIZE = (8, 8)  # spatial size of the shape probe: small, non-trivial, like a stride-32 map of a 256 image
@@ -57,12 +58,23 @@ def _frozen(x: Any) -> Any:
 _PROBED: dict[Any, None] = {}  # (name, hparams, channels) already shown to build and keep the shape
 
 
-def probe(spec: ModuleSpec, channels: int, hparams: Mapping[str, Any], where: str) -> int:
-    """Create ``spec`` at ``channels`` and check one forward keeps the shape; returns its parameter count."""
+def probe(
+    spec: ModuleSpec,
+    channels: int,
+    hparams: Mapping[str, Any],
+    where: str,
+    alternatives: Callable[[], str] | None = None,
+) -> int:
+    """Create ``spec`` at ``channels`` and check one forward keeps the shape; returns its parameter count.
+
+    ``alternatives`` is called only when the module refuses ``channels``; what it returns (a hint naming
+    hyper-parameter values that would fit, see :mod:`attnyolo.graph.hints`) ends the error message.
+    """
     try:
         module = spec.create(channels, **hparams)
     except (ValueError, TypeError) as e:
-        raise ShapeError(f"{where}: {spec.name!r} cannot take {channels} channels: {e}") from None
+        suggestion = alternatives() if alternatives is not None else ""
+        raise ShapeError(f"{where}: {spec.name!r} cannot take {channels} channels: {e}{suggestion}") from None
     n_params = sum(p.numel() for p in module.parameters())
     key = (spec.name, _frozen(dict(hparams)), channels)
     if key in _PROBED:
@@ -97,6 +109,20 @@ def check_attention_rows(cfg: Mapping, scales: Iterable[str | None] | None = Non
         if isinstance(x.from_, list):
             raise ModelYAMLError(f"{where}{x.module} reads one layer; its 'from' must be an int, got {x.from_!r}")
         specs[x.index] = (spec, hparams)
+
+    def alternatives(spec: ModuleSpec, hparams: dict) -> Callable[[], str]:
+        # every row of this module with these hyper-parameters, at every scale the YAML defines: insert() writes
+        # the same hyper-parameters into each row, so the value named must fit all of them
+        def find() -> str:
+            same = [x for x in rows if specs[x.index][0] is spec and specs[x.index][1] == hparams]
+            counts = set()
+            for scale in scale_names(cfg) or [None]:
+                info = layer_channels(cfg, scale, ch_in)
+                counts.update(info[x.index].c_in for x in same if isinstance(info[x.index].c_in, int))
+            return hint(spec, counts, hparams)
+
+        return find
+
     for scale in list(scales) if scales is not None else (scale_names(cfg) or [None]):
         info = layer_channels(cfg, scale, ch_in)
         for x in rows:
@@ -108,4 +134,4 @@ def check_attention_rows(cfg: Mapping, scales: Iterable[str | None] | None = Non
                     f"{at}: layer {source} ({info[source].module}) does not output one feature map "
                     f"(channels {info[source].c_out!r}); an attention cannot follow it"
                 )
-            probe(spec, info[x.index].c_in, hparams, at)
+            probe(spec, info[x.index].c_in, hparams, at, alternatives(spec, hparams))

@@ -96,12 +96,15 @@ def test_spec_fields_are_valid(spec: ModuleSpec):
     assert not spec.url or spec.url.startswith(("http://", "https://"))
     assert isinstance(spec.batch1_train, bool) and isinstance(spec.onnx, bool)
     assert spec.onnx or spec.onnx_note.strip(), "onnx=False needs onnx_note saying why"
+    assert isinstance(spec.onnx_dynamic, bool)
+    assert spec.onnx_dynamic or spec.onnx_note.strip(), "onnx_dynamic=False needs onnx_note saying why"
     assert spec.batch1_train or spec.notes.strip(), "batch1_train=False needs notes saying why"
     assert spec.summary, "the class needs a docstring (its first line is the summary)"
     assert (inspect.getmodule(spec.cls).__doc__ or "").strip(), "the module file needs a docstring naming the paper"
     params = list(inspect.signature(spec.cls.__init__).parameters)
     assert params[1] == "channels", "the first constructor argument must be `channels`"
     assert set(spec.preset) <= set(spec.defaults), "preset names a hyper-parameter the class does not take"
+    assert set(spec.channel_params) <= set(spec.defaults), "channel_params names a hyper-parameter the class lacks"
     assert "frames" in spec.defaults or not spec.needs_frames
 
 
@@ -257,51 +260,73 @@ def test_gate_submodule_hook_captures_the_weights(spec: ModuleSpec):
 # ---- ONNX ----------------------------------------------------------------------------------------------
 
 
-def onnx_roundtrip(name: str) -> None:
-    """Export ``name`` (eval, opset 17, legacy exporter), run it in onnxruntime, compare with PyTorch."""
+EXPORT_HW = (20, 20)  # P5 of a 640 input
+DYNAMIC_HW = (24, 32)  # another size, non-square, where a graph frozen at the traced size fails
+DYNAMIC_AXES = {name: {0: "batch", 2: "height", 3: "width"} for name in ("x", "y")}
+
+
+def onnx_roundtrip(name: str, dynamic: bool = True) -> None:
+    """Export ``name`` (eval, opset 17, legacy exporter) at 20x20, run it in onnxruntime, compare with PyTorch.
+
+    With ``dynamic`` the batch, height and width axes are dynamic (Ultralytics' ``export(dynamic=True)``) and
+    the graph must also give PyTorch's outputs at 24x32 with one sample (two clips for temporal modules) fewer.
+    """
     import onnxruntime as ort
 
     spec = describe(name)
     m = build(spec).eval()
-    x = make_input(spec, 8, 6)
+    x = make_input(spec, *EXPORT_HW)
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(m, (x,), buf, opset_version=17, dynamo=False, input_names=["x"], output_names=["y"])
+        torch.onnx.export(
+            m,
+            (x,),
+            buf,
+            opset_version=17,
+            dynamo=False,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes=DYNAMIC_AXES if dynamic else None,
+        )
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {"x": x.numpy()})
-    with torch.no_grad():
-        want = m(x).numpy()
-    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
+    runs = [x]
+    if dynamic:
+        runs.append(make_input(spec, *DYNAMIC_HW, samples=1, seed=3))
+    for inp in runs:
+        (got,) = session.run(None, {"x": inp.numpy()})
+        with torch.no_grad():
+            want = m(inp).numpy()
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3, err_msg=f"input {tuple(inp.shape)}")
 
 
-def _onnx_child(name: str, conn) -> None:
+def _onnx_child(name: str, dynamic: bool, conn) -> None:
     torch.set_num_threads(1)  # no OpenMP team in a forked child
     try:
-        onnx_roundtrip(name)
+        onnx_roundtrip(name, dynamic)
         conn.send(None)
     except BaseException as e:  # report every failure to the parent, whatever its type
         conn.send(f"{type(e).__name__}: {e}")
     conn.close()
 
 
-def onnx_failure(name: str) -> str | None:
-    """``None`` when the round trip matches, else why not.
+def onnx_failure(name: str, dynamic: bool = True) -> str | None:
+    """``None`` when the round trip (with dynamic axes unless ``dynamic=False``) matches, else why not.
 
     The exporter can die with a signal (e.g. SIGFPE) on some graphs, which would take the whole test
     session with it, so the round trip runs in a forked child where fork is available.
     """
     if "fork" not in mp.get_all_start_methods():
         try:
-            onnx_roundtrip(name)
+            onnx_roundtrip(name, dynamic)
             return None
         except Exception as e:
             return f"{type(e).__name__}: {e}"
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_onnx_child, args=(name, child))
+    proc = ctx.Process(target=_onnx_child, args=(name, dynamic, child))
     proc.start()
     child.close()
     try:
@@ -319,11 +344,15 @@ def onnx_failure(name: str) -> str | None:
 
 @pytest.mark.parametrize("spec", SPECS, ids=ids)
 def test_onnx_export_matches_pytorch_or_spec_says_it_cannot(spec: ModuleSpec):
-    failure = onnx_failure(spec.name)
-    if spec.onnx:
+    """With dynamic axes, exported at 20x20 and run at 20x20 and 24x32; or the spec says what does not work."""
+    failure = onnx_failure(spec.name, dynamic=True)
+    if spec.onnx and spec.onnx_dynamic:
         assert failure is None, failure
-    else:
-        assert failure is not None, "spec says onnx=False but export, onnxruntime and outputs all work"
+        return
+    assert failure is not None, "spec says the dynamic-axes export fails, but export, onnxruntime and outputs all work"
+    if spec.onnx:  # static shapes only: the fixed-size export must work
+        static_failure = onnx_failure(spec.name, dynamic=False)
+        assert static_failure is None, static_failure
 
 
 # ---- temporal modules ----------------------------------------------------------------------------------

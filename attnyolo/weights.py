@@ -246,6 +246,9 @@ def _check_index_map(index_map: Any) -> dict[int, int] | None:
 
 
 def _same_row(a: Any, b: Any) -> bool:
+    from attnyolo.graph.inside import plain  # attention inside a block keeps the block (and its tensors)
+
+    a, b = plain(a), plain(b)
     return (a.module, a.repeats, a.args) == (b.module, b.repeats, b.args)
 
 

@@ -133,6 +133,8 @@ def insert(
         if not isinstance(item_inside, bool):
             raise PlacementError(f"'inside' must be True or False, got {item_inside!r}")
         spec = describe(name)
+        if item_inside:
+            inside_edits.refuse_temporal(spec, "inside blocks")
         check_hparams(spec, item_hparams)
         chosen = placement.resolve(cfg, item_where, item_after)
         if item_inside:

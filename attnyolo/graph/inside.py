@@ -35,7 +35,7 @@ C2fCIB          n ``CIB``                                   ``int(c2 * e)``
 C3k2            n ``Bottleneck`` (also with ``attn=True``)  ``c = int(c2 * e)``
 C3k2 (c3k)      2n ``Bottleneck`` inside n ``C3k``          ``int(c * 0.5)`` (C3k's own ``c_``)
 A2C2f (a2=0)    2n ``Bottleneck`` inside n ``C3k``          ``int(int(c2 * e) * 0.5)``
-RepNCSPELAN4    2 ``RepCSP`` x ``n`` ``RepBottleneck``      ``int(c4 * 0.5)``
+RepNCSPELAN4    2 ``RepCSP`` x ``n`` ``RepBottleneck``      ``int(c4 * 0.5)`` (times the row's repeats)
 ==============  ==========================================  ====================================
 
 ``C3k`` itself is not a YAML row in Ultralytics 8.4 (parse_model does not know it); its bottlenecks are
@@ -109,8 +109,10 @@ def _a2c2f(layer: Layer, ctx: Context) -> Bottlenecks | str:
 
 
 def _elan(layer: Layer, ctx: Context) -> Bottlenecks:
-    # RepNCSPELAN4(c1, c2, c3, c4, n=1): two RepCSP(., c4, n), each n RepBottleneck(c4/2); c3, c4 are not scaled
-    return Bottlenecks(2 * int(_tail(layer, ctx, 2, 1)), int(int(_tail(layer, ctx, 1, 0)) * 0.5))
+    # RepNCSPELAN4(c1, c2, c3, c4, n=1): two RepCSP(., c4, n), each n RepBottleneck(c4/2); c3, c4 are not scaled.
+    # It takes no repeats argument, so a row's repeats build that many blocks in a Sequential.
+    per_block = 2 * int(_tail(layer, ctx, 2, 1))
+    return Bottlenecks(_repeats(layer, ctx) * per_block, int(int(_tail(layer, ctx, 1, 0)) * 0.5))
 
 
 RULES: dict[str, Callable[[Layer, Context], Bottlenecks | str]] = {

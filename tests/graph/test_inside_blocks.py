@@ -98,7 +98,7 @@ def test_every_block_type_takes_the_module_inside_keeps_outputs_and_trains_at_ba
                 assert torch.equal(got, expected), where
 
             seen = []
-            hooks = [a.register_forward_pre_hook(lambda m, i: seen.append(i[0].shape[1])) for a in attns]
+            hooks = [a.register_forward_pre_hook(lambda m, i, seen=seen: seen.append(i[0].shape[1])) for a in attns]
             for a in attns:
                 if a.gamma is not None:
                     a.gamma.data.fill_(0.5)  # away from 0, so the attention's own parameters get gradients

@@ -125,7 +125,7 @@ def test_each_block_rule_equals_forward_hooks_at_scales_n_s_m(block):
         model, base = attnyolo.build(cfg, scale=scale), attnyolo.build(base_cfg, scale=scale)
         attns = _attns_in(model.model[1])
         seen = []
-        hooks = [a.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].shape[1])) for a in attns]
+        hooks = [a.register_forward_pre_hook(lambda m, inp, seen=seen: seen.append(inp[0].shape[1])) for a in attns]
         _run(model, torch.rand(1, 3, 32, 32))
         for h in hooks:
             h.remove()

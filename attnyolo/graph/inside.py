@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, NamedTuple
 
-from attnyolo.graph.channels import Context, _scaled, layer_channels, resolve_scale, scale_names
+from attnyolo.graph.channels import SCALED, Context, layer_channels, resolve_scale, scale_names
 from attnyolo.graph.checks import check_hparams, probe
 from attnyolo.graph.errors import HyperparameterError, ModelYAMLError, PlacementError
 from attnyolo.graph.layers import SECTIONS, Layer, is_yolov5_original, layers
@@ -85,14 +85,14 @@ def _csp(e_at: int) -> Callable[[Layer, Context], Bottlenecks | str]:
     """Blocks with ``n`` bottlenecks of width ``int(c2 * e)``, ``e`` the ``e_at``-th argument after ``n``."""
 
     def rule(layer: Layer, ctx: Context) -> Bottlenecks:
-        return Bottlenecks(_repeats(layer, ctx), int(_scaled(layer, ctx) * _tail(layer, ctx, e_at, 0.5)))
+        return Bottlenecks(_repeats(layer, ctx), int(SCALED.channels(layer, ctx) * _tail(layer, ctx, e_at, 0.5)))
 
     return rule
 
 
 def _c3k2(layer: Layer, ctx: Context) -> Bottlenecks:
     # C3k2(c1, c2, n, c3k=False, e=0.5, attn=False, g, shortcut); parse_model forces c3k at scales m, l, x
-    c = int(_scaled(layer, ctx) * _tail(layer, ctx, 1, 0.5))
+    c = int(SCALED.channels(layer, ctx) * _tail(layer, ctx, 1, 0.5))
     n = _repeats(layer, ctx)
     c3k = _tail(layer, ctx, 0, False) or ctx.scale.name in {"m", "l", "x"}
     if _tail(layer, ctx, 2, False):  # attn: Sequential(Bottleneck(c, c), PSABlock)
@@ -104,7 +104,7 @@ def _a2c2f(layer: Layer, ctx: Context) -> Bottlenecks | str:
     # A2C2f(c1, c2, n, a2=True, area, residual, mlp_ratio, e=0.5, g, shortcut): C3k repeats only when a2 is off
     if _tail(layer, ctx, 0, True):
         return "with a2=True its repeats are area-attention blocks (ABlock), not bottlenecks"
-    c_ = int(_scaled(layer, ctx) * _tail(layer, ctx, 4, 0.5))
+    c_ = int(SCALED.channels(layer, ctx) * _tail(layer, ctx, 4, 0.5))
     return Bottlenecks(2 * _repeats(layer, ctx), int(c_ * 0.5))
 
 

@@ -87,10 +87,12 @@ def patch(block: nn.Module, name: str, hparams: Mapping, options: Mapping, where
 
 def patch_model(layers: nn.Module, plan: Mapping[int, Mapping]) -> None:
     """Apply the hook's ``plan`` (layer index -> inside option) to the layers parse_model built."""
-    from attnyolo.graph.inside import split_option
+    from attnyolo.graph.inside import refuse_temporal, split_option
+    from attnyolo.registry import describe
 
     for i, option in plan.items():
         name, hparams, options = split_option(option)
         block = layers[i]
+        refuse_temporal(describe(name), f"layer {i} ({type(block).__name__})")  # YOLO(yaml) skips attnyolo's checks
         patch(block, name, hparams, options, f"layer {i}: ")
         block.np = sum(p.numel() for p in block.parameters())  # parse_model's count, now with the attention

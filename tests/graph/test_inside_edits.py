@@ -136,3 +136,19 @@ def test_a_hand_written_option_on_a_refused_block_fails_before_ultralytics_build
     cfg["backbone"][9] = [-1, 1, "SPPF", [{"inside": "se"}, 1024, 5]]
     with pytest.raises(GraphError, match=r"layer 9 \(SPPF\)"):
         attnyolo.build(cfg)
+
+
+def test_ultralytics_own_build_path_refuses_a_temporal_module_and_a_block_without_bottlenecks():
+    from ultralytics.nn.tasks import DetectionModel
+
+    from attnyolo.graph.errors import BuildError
+
+    attnyolo.register()
+    cfg = attnyolo.load("yolov8n.yaml")
+    cfg["head"][2] = [-1, 3, "C2f", [{"inside": "tam", "frames": 4}, 512]]
+    with pytest.raises(HyperparameterError, match=r"layer 12 \(C2f\).*temporal"):
+        DetectionModel(cfg, verbose=False)  # YOLO("file.yaml") takes this path, without attnyolo.build's checks
+    cfg = attnyolo.load("yolov8n.yaml")
+    cfg["backbone"][9] = [-1, 1, "SPPF", [{"inside": "se"}, 1024, 5]]
+    with pytest.raises(BuildError, match=r"layer 9: SPPF has no residual bottleneck"):
+        DetectionModel(cfg, verbose=False)

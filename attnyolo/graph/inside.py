@@ -27,6 +27,8 @@ not the row's output width; :data:`RULES` computes it from the YAML at any scale
 ==============  ==========================================  ====================================
 block           bottlenecks (count per row)                 width
 ==============  ==========================================  ====================================
+Bottleneck      n (a Sequential when n > 1)                 ``c2`` (its output)
+GhostBottleneck n (a Sequential when n > 1)                 ``c2`` (its output)
 C2f, C2         n ``Bottleneck``                            ``int(c2 * e)``
 C3, C3x         n ``Bottleneck``                            ``int(c2 * e)``
 BottleneckCSP   n ``Bottleneck``                            ``int(c2 * e)``
@@ -115,7 +117,14 @@ def _elan(layer: Layer, ctx: Context) -> Bottlenecks:
     return Bottlenecks(_repeats(layer, ctx) * per_block, int(int(_tail(layer, ctx, 1, 0)) * 0.5))
 
 
+def _rows_of_bottlenecks(layer: Layer, ctx: Context) -> Bottlenecks:
+    # a Bottleneck row (YOLOv3): no repeats argument, so n of them in a Sequential, each with its residual
+    return Bottlenecks(_repeats(layer, ctx), SCALED.channels(layer, ctx))
+
+
 RULES: dict[str, Callable[[Layer, Context], Bottlenecks | str]] = {
+    "Bottleneck": _rows_of_bottlenecks,
+    "GhostBottleneck": _rows_of_bottlenecks,
     "C2f": _csp(2),  # C2f(c1, c2, n, shortcut, g, e)
     "C2": _csp(2),
     "C3": _csp(2),

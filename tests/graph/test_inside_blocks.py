@@ -16,6 +16,7 @@ from ultralytics.nn.modules.block import (
     C2,
     C3,
     A2C2f,
+    Bottleneck,
     BottleneckCSP,
     C2f,
     C2fCIB,
@@ -23,6 +24,7 @@ from ultralytics.nn.modules.block import (
     C3k,
     C3k2,
     C3x,
+    GhostBottleneck,
     RepNCSPELAN4,
 )
 
@@ -33,6 +35,8 @@ from attnyolo.registry import describe
 
 # block name -> (builder for bottleneck width w: (block, its input channels), bottlenecks it holds)
 BLOCKS = {
+    "Bottleneck": (lambda w: (Bottleneck(w, w), w), 1),
+    "GhostBottleneck": (lambda w: (GhostBottleneck(w, w), w), 1),
     "C2f": (lambda w: (C2f(w, 2 * w, 2, True), w), 2),
     "C2": (lambda w: (C2(w, 2 * w, 1), w), 1),
     "C3": (lambda w: (C3(w, 2 * w, 2), w), 2),

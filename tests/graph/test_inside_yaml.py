@@ -85,6 +85,8 @@ def test_inside_in_a_real_yaml_matches_hooks_keeps_heads_grows_exactly_and_start
 # c3k on at m, l, x): the rule's bottleneck count and width must equal what forward hooks see.
 SCALES = {"n": [0.33, 0.25, 1024], "s": [0.33, 0.5, 1024], "m": [0.67, 0.75, 768]}
 ROWS = {
+    "Bottleneck": [64],
+    "GhostBottleneck": [64],
     "C2f": [128, True],
     "C2": [128],
     "C3": [128, True, 1, 0.75],

@@ -108,16 +108,27 @@ class FinetuneResult:
 # ---------------------------------------------------------------------------------------------------- gamma logging
 
 
-def gamma_values(model: Any) -> list[tuple[int, str, float]]:
-    """``(layer index, attention name, gamma)`` of every inserted layer that has an identity-start gamma."""
+def gamma_values(model: Any) -> list[tuple[int | str, str, float]]:
+    """``(layer, attention name, gamma)`` of every inserted layer that has an identity-start gamma; ``layer`` is
+    the layer index, or ``"15.m.0.attn"`` for an attention inside a block's bottleneck."""
     from attnyolo.graph.ultralytics import AttentionLayer
 
+    def has_gamma(m: nn.Module) -> bool:
+        return isinstance(m, AttentionLayer) and getattr(m, "gamma", None) is not None
+
     net = _unwrap(model)
-    out = []
+    out: list[tuple[int | str, str, float]] = []
     for i, layer in enumerate(getattr(net, "model", [])):
-        if isinstance(layer, AttentionLayer) and getattr(layer, "gamma", None) is not None:
-            out.append((i, layer.attention, float(layer.gamma.detach().float().cpu())))
+        found = [(i, layer)] if has_gamma(layer) else []
+        found += [(f"{i}.{name}", m) for name, m in layer.named_modules() if name and has_gamma(m)]
+        out += [(label, m.attention, float(m.gamma.detach().float().cpu())) for label, m in found]
     return out
+
+
+def _row_order(key: tuple[int, int | str]) -> tuple[int, int, str]:
+    # CSV rows by epoch, then layer index, inside-block attentions ("15.m.0.attn") after their layer's number
+    epoch, layer = key
+    return epoch, int(str(layer).split(".")[0]), str(layer)
 
 
 def _unwrap(model: Any) -> nn.Module:
@@ -162,7 +173,7 @@ class GammaLogger:
     """
 
     def __init__(self) -> None:
-        self.rows: dict[tuple[int, int], tuple] = {}
+        self.rows: dict[tuple[int, int | str], tuple] = {}
         self.path: Path | None = None
 
     def _record(self, trainer: Any, epoch: int) -> None:
@@ -175,7 +186,7 @@ class GammaLogger:
             self.rows[(epoch, i)] = (epoch, i, name, _fmt(g), _fmt(ema_values.get(i)))
         self.path = Path(trainer.save_dir) / GAMMA_CSV
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        _write_csv(self.path, [self.rows[k] for k in sorted(self.rows)])
+        _write_csv(self.path, [self.rows[k] for k in sorted(self.rows, key=_row_order)])
 
     def on_train_start(self, trainer: Any) -> None:
         start = int(getattr(trainer, "start_epoch", 0) or 0)
@@ -183,7 +194,8 @@ class GammaLogger:
         if start and existing.is_file() and not self.rows:  # a resumed run: keep the epochs already logged
             with open(existing, newline="") as f:
                 for row in csv.DictReader(f):
-                    epoch, layer = int(row["epoch"]), int(row["layer"])
+                    epoch, layer = int(row["epoch"]), row["layer"]
+                    layer = int(layer) if layer.isdigit() else layer
                     if epoch < start:
                         self.rows[(epoch, layer)] = tuple(row[c] for c in GAMMA_COLUMNS)
         self._record(trainer, start)

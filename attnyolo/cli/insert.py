@@ -3,6 +3,7 @@
 ``register_commands(app)`` adds both to a Typer app (the main ``attnyolo`` CLI wires them in)::
 
     attnyolo insert yolov8n.yaml cbam --where neck -o yolov8n-cbam.yaml
+    attnyolo insert yolov8n.yaml cbam --inside          # inside the bottlenecks of the neck's C2f blocks
     attnyolo yolo train model=yolov8n-cbam.yaml data=data.yaml epochs=1
 """
 
@@ -23,6 +24,7 @@ from attnyolo.graph import api
 from attnyolo.graph.channels import layer_channels, resolve_scale
 from attnyolo.graph.checks import probe, row_hparams
 from attnyolo.graph.errors import GraphError, UnknownModuleError
+from attnyolo.graph.inside import inner_params, inside_rows, option_of
 from attnyolo.graph.layers import attention_name, is_yolov5_original, layers
 from attnyolo.graph.yaml_io import dump, flow, guess_scale, load
 from attnyolo.registry import describe
@@ -78,7 +80,8 @@ def _short(value: Any, width: int = 28) -> str:
 
 def layer_table(base: dict, edited: dict, index_map: api.IndexMap, scale: str | None, title: str = ""):
     """A rich Table of ``edited``'s layers: new/old index, from (with the old one where it changed), module, args,
-    output channels and parameters at ``scale``; inserted rows marked ``+`` and highlighted."""
+    output channels and parameters at ``scale``; inserted rows marked ``+`` and highlighted, blocks with attention
+    inside marked ``in`` with their parameter growth (``+3,229``: the inner modules, gammas included)."""
     from rich.table import Table
     from rich.text import Text
 
@@ -108,8 +111,12 @@ def layer_table(base: dict, edited: dict, index_map: api.IndexMap, scale: str | 
         if n_params is None and inserted:
             hparams, _ = row_hparams(x.module, x.args)
             n_params = probe(describe(attention_name(x.module)), c.c_in, hparams, f"layer {x.index}")
+        has_inside = option_of(x.args) is not None
+        shown = "-" if n_params is None else f"{n_params:,}"
+        if has_inside:
+            shown += f" (+{inner_params(edited, x.index, sc.name or None):,})"
         cells = (
-            "+" if inserted else "",
+            "+" if inserted else "in" if has_inside else "",
             str(x.index),
             "" if inserted else str(old),
             frm,
@@ -117,10 +124,10 @@ def layer_table(base: dict, edited: dict, index_map: api.IndexMap, scale: str | 
             x.module,
             _short(x.args),
             "-" if c.kind == "head" else str(c.c_out),
-            "-" if n_params is None else f"{n_params:,}",
+            shown,
         )
         # Text, not str: "[nc]" would otherwise be read as rich markup and vanish
-        table.add_row(*(Text(c) for c in cells), style="bold green" if inserted else None)
+        table.add_row(*(Text(c) for c in cells), style="bold green" if inserted or has_inside else None)
     return table, params
 
 
@@ -159,6 +166,9 @@ def insert_command(
     identity_start: bool = typer.Option(
         True, "--identity-start/--no-identity-start", help="Start each inserted layer as the exact identity (gamma=0)."
     ),
+    inside: bool = typer.Option(
+        False, "--inside", help="Put the attention inside the bottlenecks of the chosen blocks (C2f, C3, C3k2...)."
+    ),
 ) -> None:
     """Insert attention into a model YAML, renumber every reference, write the YAML, print the layer table."""
     from rich.console import Console
@@ -173,11 +183,12 @@ def insert_command(
             after=after,
             scale=scale,
             identity_start=identity_start,
+            inside=inside,
             **parse_hparams(hparam),
         )
         text = dump(cfg)
         chosen = resolve_scale(cfg, scale).name
-        suggested = default_output(base, chosen, names, where, after)
+        suggested = default_output(base, chosen, [*names, "inside"] if inside else names, where, after)
         out = Path(output) if output and output != "-" else suggested
         if output != "-" and out.exists() and not force:
             raise GraphError(f"{out} exists; pass --force to overwrite it, or -o another name")
@@ -198,7 +209,8 @@ def insert_command(
         typer.echo(text, nl=False)
         return
     _write_text(out, text)
-    console.print(f"wrote {out}  (inserted rows {list(index_map.inserted)})")
+    placed = f"attention inside layers {inside_rows(cfg)}" if inside else f"inserted rows {list(index_map.inserted)}"
+    console.print(f"wrote {out}  ({placed})")
     ultralytics_scale = guess_scale(out.name) or (next(iter(cfg["scales"])) if cfg.get("scales") else "")
     if chosen != ultralytics_scale:
         console.print(

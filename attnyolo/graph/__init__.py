@@ -3,8 +3,9 @@
 Data flows one way: YAML (path, bare Ultralytics name, or dict) -> :func:`insert` (a new dict and an
 :class:`IndexMap`) -> :func:`build` (the task's Ultralytics model, zoo registered through
 :func:`register`). Submodules: :mod:`.layers` (rows and references), :mod:`.edit` (renumbering),
-:mod:`.placement` (where), :mod:`.channels` (channels per scale, as a table), :mod:`.checks`,
-:mod:`.yaml_io` (load/dump), :mod:`.ultralytics` (registration and build), :mod:`.errors`.
+:mod:`.placement` (where), :mod:`.inside` and :mod:`.inside_modules` (attention inside blocks),
+:mod:`.channels` (channels per scale, as a table), :mod:`.checks`, :mod:`.yaml_io` (load/dump),
+:mod:`.ultralytics` (registration and build), :mod:`.errors`.
 """
 
 from attnyolo.graph.api import index_map, insert, remove, replace

@@ -52,7 +52,10 @@ class _View:
 
 
 def _view(cfg: Mapping) -> _View:
-    rows = layers(cfg)
+    from attnyolo.graph.inside import plain
+
+    # attention inside a block keeps the block, its index and its tensors: compare rows without that option
+    rows = [plain(x) for x in layers(cfg)]
     attention = {x.index for x in rows if x.attention is not None}
 
     def through(k: int) -> int:  # the base layer a reference reaches once attention rows are skipped

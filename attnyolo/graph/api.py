@@ -14,6 +14,10 @@ the key stays in ``model.yaml`` inside saved checkpoints)::
 ``index_map`` maps the model without its attention rows to this one, so weight transfer from a checkpoint of
 ``base`` never needs the caller to carry the map (:func:`attnyolo.transfer` reads it from ``model.yaml``).
 Removing every attention row removes the key too, so ``remove(insert(y)[0]) == y``.
+
+``inside=True`` puts the attention inside the residual bottlenecks of the chosen blocks instead of after them
+(:mod:`attnyolo.graph.inside`): the block row gets a trailing ``{inside: cbam}`` option, no row is added, and
+``remove``/``replace`` take those rows too (by index or zoo name).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from attnyolo.graph import edit, placement
+from attnyolo.graph import inside as inside_edits
 from attnyolo.graph.channels import resolve_scale
 from attnyolo.graph.checks import check_attention_rows, check_hparams
 from attnyolo.graph.edit import IndexMap
@@ -86,6 +91,7 @@ def insert(
     scale: str | None = None,
     check: bool = True,
     identity_start: bool = True,
+    inside: bool = False,
     **hparams: Any,
 ) -> tuple[dict, IndexMap]:
     """Insert zoo attention(s) into a model YAML; return the edited dict and the ``old -> new`` index map.
@@ -105,22 +111,35 @@ def insert(
             learnable ``gamma = 0`` (see :mod:`attnyolo.graph.ultralytics`). It is the adapter's default, so the
             rows stay ``[-1, 1, ay_cbam, []]``; ``False`` writes ``[{hparams}, {identity_start: false}]`` (plain
             ``attn(x)``, e.g. to reproduce a community YAML trained from scratch).
+        inside: put the attention inside the residual bottlenecks of the chosen layers (C2f, C3, C3k2... see
+            :mod:`attnyolo.graph.inside`) instead of after them; ``where``/``after`` still choose the layers (a
+            named region keeps its blocks with bottlenecks and skips the rest; explicit indices must all be such
+            blocks). Per item: ``("cbam", "neck", {"inside": True})``.
         **hparams: the zoo module's hyper-parameters, written into the rows (``rd_ratio=1/16``).
 
     Returns:
         ``(cfg, index_map)``: ``index_map[i]`` is the new index of ``base``'s layer ``i``.
     """
-    if not isinstance(identity_start, bool):
-        raise PlacementError(f"identity_start must be True or False, got {identity_start!r}")
+    for flag, value in (("identity_start", identity_start), ("inside", inside)):
+        if not isinstance(value, bool):
+            raise PlacementError(f"{flag} must be True or False, got {value!r}")
     cfg = load(base, scale=scale)
     if scale is not None:
         resolve_scale(cfg, scale)  # an unknown scale fails here, not at build time
     after_plan: dict[int, list] = {}
     before_plan: dict[int, list] = {}
     for name, item_where, item_after, item_hparams in _items(attention, where, after, hparams):
+        item_inside = item_hparams.pop("inside", inside)
+        if not isinstance(item_inside, bool):
+            raise PlacementError(f"'inside' must be True or False, got {item_inside!r}")
         spec = describe(name)
+        if item_inside:
+            inside_edits.refuse_temporal(spec, "inside blocks")
         check_hparams(spec, item_hparams)
         chosen = placement.resolve(cfg, item_where, item_after)
+        if item_inside:
+            cfg = _put_inside(cfg, chosen, item_where, spec.name, item_hparams, identity_start)
+            continue
         args = [item_hparams] if item_hparams else []
         if not identity_start:  # the adapter's default is on: only "off" is written into the row
             args = [item_hparams, {"identity_start": False}]
@@ -135,52 +154,73 @@ def insert(
     return new, imap
 
 
-def _select(cfg: Mapping, which: int | str | Iterable[int] | None) -> list[int]:
-    rows = _attention_rows(cfg)
+def _put_inside(
+    cfg: dict, chosen: placement.Placement, where: placement.Where, name: str, hparams: dict, identity_start: bool
+) -> dict:
+    """``cfg`` with ``name`` inside the bottlenecks of the placement's blocks (see :func:`insert`)."""
+    if chosen.mode == placement.BEFORE_HEAD:
+        raise PlacementError("inside=True puts attention inside blocks; use where='neck' for the head's inputs")
+    named = where is None or (isinstance(where, str) and where.lower().replace("-", "_") in placement.NAMED)
+    blocks = inside_edits.blocks_in(cfg, chosen.indices, named)
+    return inside_edits.add(cfg, blocks, name, hparams, identity_start)
+
+
+def _select(cfg: Mapping, which: int | str | Iterable[int] | None) -> tuple[list[int], list[int]]:
+    """``(attention rows, rows with attention inside)`` of ``cfg`` that ``which`` names (all by default)."""
+    rows, inner = _attention_rows(cfg), inside_edits.inside_rows(cfg)
     if which is None:
-        return rows
+        return rows, inner
     if isinstance(which, str):
         name = attention_name(which) or which.lower()
         chosen = [i for i in rows if attention_name(layers(cfg)[i].module) == name]
-        if not chosen:
+        chosen_inner = [i for i in inner if inside_edits.inside_name(cfg, i) == name]
+        if not chosen and not chosen_inner:
             present = sorted({attention_name(layers(cfg)[i].module) for i in rows})
-            raise PlacementError(f"no {name!r} attention row in this YAML (it has {', '.join(present) or 'none'})")
-        return chosen
+            present_inner = sorted({f"{inside_edits.inside_name(cfg, i)} (inside)" for i in inner})
+            have = ", ".join(present + present_inner) or "none"
+            raise PlacementError(f"no {name!r} attention in this YAML (it has {have})")
+        return chosen, chosen_inner
     indices = [which] if isinstance(which, int) else list(which)
     all_layers = layers(cfg)
     for i in indices:
         if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(all_layers):
             raise PlacementError(f"layer index {i!r} is out of range: this YAML has layers 0..{len(all_layers) - 1}")
-        if i not in rows:
+        if i not in rows and i not in inner:
             raise PlacementError(
-                f"layer {i} ({all_layers[i].module}) is not an attnyolo attention row; those are {rows or 'none'}"
+                f"layer {i} ({all_layers[i].module}) is not an attnyolo attention row nor a block with attention "
+                f"inside; those are {rows or 'none'} and {inner or 'none'}"
             )
-    return sorted(set(indices))
+    chosen = sorted(set(indices))
+    return [i for i in chosen if i in rows], [i for i in chosen if i in inner]
 
 
 def remove(cfg: Base, indices: int | str | Iterable[int] | None = None) -> dict:
-    """Remove attention rows (all by default; or indices, or every row of one zoo name) and renumber.
+    """Remove attention rows and attention inside blocks (all by default; or indices, or every one of a zoo name)
+    and renumber.
 
-    ``remove(insert(y)[0]) == y`` for any model dict ``y`` without attention rows.
+    ``remove(insert(y)[0]) == y`` for any model dict ``y`` without attention, ``inside=True`` or not.
     """
     d = load(cfg)
-    chosen = _select(d, indices)
+    chosen, chosen_inner = _select(d, indices)
+    d = inside_edits.remove(d, chosen_inner)  # same numbering: options first, then the rows
     new, _ = edit.remove_rows(d, chosen)
     return _record(new, source_name(cfg))
 
 
 def replace(cfg: Base, old: int | str, new_attention: str, *, check: bool = True, **hparams: Any) -> dict:
-    """Swap attention rows for another zoo module in place (numbering unchanged).
+    """Swap attention rows (and attention inside blocks) for another zoo module in place (numbering unchanged).
 
     Args:
         cfg: an edited model (path or dict).
-        old: the index of an attention row, or a zoo name (every row of that attention).
+        old: the index of an attention row or of a block with attention inside, or a zoo name (every one of that
+            attention).
         new_attention: the zoo name to put there; ``**hparams`` are its hyper-parameters.
     """
     d = load(cfg)
-    chosen = _select(d, old)
+    chosen, chosen_inner = _select(d, old)
     spec = describe(new_attention)
     check_hparams(spec, hparams)
+    d = inside_edits.swap(d, chosen_inner, spec.name, hparams)
     all_layers = layers(d)
     rows = {}
     for i in chosen:

@@ -94,9 +94,13 @@ def probe(
 
 
 def check_attention_rows(cfg: Mapping, scales: Iterable[str | None] | None = None, ch_in: int = 3) -> None:
-    """Check every attention row of ``cfg`` at each of ``scales`` (default: every scale the YAML defines)."""
+    """Check every attention row of ``cfg`` at each of ``scales`` (default: every scale the YAML defines), and
+    every attention inside a block (:func:`attnyolo.graph.inside.check_inside_rows`)."""
+    from attnyolo.graph.inside import check_inside_rows
     from attnyolo.graph.layers import attention_name, layers
 
+    scales = list(scales) if scales is not None else None
+    check_inside_rows(cfg, scales, ch_in)
     rows = [x for x in layers(cfg) if attention_name(x.module) is not None]
     if not rows:
         return

@@ -255,8 +255,17 @@ def _with_channel_symbols(d: Mapping) -> dict:
 def _wrap(original):
     def parse_model(d, ch, verbose=True):
         """attnyolo's hook around Ultralytics' parse_model: hands attnyolo rows their input channels
-        (see :mod:`attnyolo.graph.ultralytics`), then calls the original unchanged."""
-        return original(_with_channel_symbols(d), ch, verbose)
+        (see :mod:`attnyolo.graph.ultralytics`), then calls the original unchanged; block rows with an
+        attention inside (:mod:`attnyolo.graph.inside`) are built plain, then patched."""
+        from attnyolo.graph.inside import without_inside
+
+        d, plan = without_inside(d)
+        net, save = original(_with_channel_symbols(d), ch, verbose)
+        if plan:
+            from attnyolo.graph.inside_modules import patch_model
+
+            patch_model(net, plan)
+        return net, save
 
     parse_model.__wrapped__ = original
     setattr(parse_model, _HOOK_MARK, True)
@@ -306,8 +315,12 @@ def register() -> None:
     if not getattr(tasks.parse_model, _HOOK_MARK, False):
         tasks.parse_model = _wrap(tasks.parse_model)
     if hasattr(torch.serialization, "add_safe_globals"):
+        from attnyolo.graph.inside_modules import CLASSES as inside_classes
+
         new = [
-            c for c in (AttentionLayer, *_ADAPTERS.values(), *_zoo_classes(), *_moved_zoo_classes()) if c not in _SAFE
+            c
+            for c in (AttentionLayer, *_ADAPTERS.values(), *_zoo_classes(), *_moved_zoo_classes(), *inside_classes)
+            if c not in _SAFE
         ]
         _SAFE.update(new)
         torch.serialization.add_safe_globals(new)

@@ -25,19 +25,9 @@ from attnyolo.attention._base import (
     global_max_pool,
     mean_pool,
 )
-from attnyolo.attention.channel import _adaptive_pool_matrix, eca_kernel_size
+from attnyolo.attention._sliding import resize_mean
+from attnyolo.attention.channel import eca_kernel_size
 from attnyolo.registry import register
-
-
-def _resize_mean(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """``adaptive_avg_pool2d(x, (height, width))`` as two small matrix products.
-
-    Exact (PyTorch's bins), also when enlarging a map or when the sizes do not divide each other, where the
-    ONNX exporter refuses ``adaptive_avg_pool2d``.
-    """
-    ph = _adaptive_pool_matrix(x.shape[-2], height).to(x)
-    pw = _adaptive_pool_matrix(x.shape[-1], width).to(x)
-    return ph @ x @ pw.T
 
 
 class _MixedUnpoolGate(nn.Module):
@@ -49,7 +39,7 @@ class _MixedUnpoolGate(nn.Module):
 
     def forward(self, local_logits: torch.Tensor, global_logits: torch.Tensor, height: int, width: int):
         mixed = global_logits.sigmoid() * (1 - self.local_weight) + local_logits.sigmoid() * self.local_weight
-        return _resize_mean(mixed, height, width)
+        return resize_mean(mixed, height, width)
 
 
 @register(
@@ -99,7 +89,7 @@ class MixedLocalChannelAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         s = self.local_size
-        local = _resize_mean(x, s, s)  # (B, C, s, s)
+        local = resize_mean(x, s, s)  # (B, C, s, s)
         global_ = mean_pool(local, (2, 3))  # (B, C, 1, 1)
         seq = local.flatten(2).transpose(1, 2).reshape(b, 1, s * s * c)  # position-major
         local_logits = self.conv_local(seq).reshape(b, s * s, c).transpose(1, 2).reshape(b, c, s, s)

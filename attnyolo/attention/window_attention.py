@@ -81,7 +81,7 @@ class HiLoAttention(nn.Module):
         memory_limit_mb: refuse an explicit Lo-Fi attention matrix above this many MiB (``None``: no limit).
 
     Differs from the official code: any ``H, W`` (see the spec's notes). ``gate`` sees the Lo-Fi weights,
-    ``local_gate`` the Hi-Fi ones.
+    ``local_gate`` the Hi-Fi ones (the same module as ``gate`` when ``alpha = 0`` leaves no Lo-Fi head).
     """
 
     def __init__(
@@ -116,7 +116,8 @@ class HiLoAttention(nn.Module):
             self.h_qkv = nn.Linear(channels, 3 * h_dim, bias=qkv_bias)
             self.h_proj = nn.Linear(h_dim, h_dim)
         self.gate = SoftmaxGate()
-        self.local_gate = SoftmaxGate()
+        # With no Lo-Fi heads (alpha = 0) the Hi-Fi weights are the ones applied: `gate` must still see them.
+        self.local_gate = SoftmaxGate() if self.l_heads else self.gate
 
     def _hifi(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, _ = x.shape

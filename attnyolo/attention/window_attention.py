@@ -178,7 +178,7 @@ def _offset_index(h: int, w: int, table_side: int, device) -> torch.Tensor:
     paper="EfficientViT: Memory Efficient Vision Transformer with Cascaded Group Attention",
     year=2023,
     url="https://arxiv.org/abs/2305.07027",
-    constraints="channels divisible by num_heads; len(kernels) == num_heads",
+    constraints="channels divisible by num_heads; kernels, when given, one per head",
     reference="official code (LocalWindowAttention + CascadedGroupAttention), restated in "
     "tests/zoo/test_reference_recent_attention.py",
     notes="Includes the EfficientViT block's residual around the token mixer (residual=True): its output "
@@ -201,7 +201,7 @@ class CascadedGroupAttention(nn.Module):
         num_heads: heads h (EfficientViT-M: 4).
         key_dim: query/key width per head (EfficientViT: 16).
         window_size: window side w (EfficientViT: 7).
-        kernels: depth-wise kernel of each head's queries (EfficientViT: 5 each; odd; one per head).
+        kernels: depth-wise kernel of each head's queries, one per head (odd; ``None``: EfficientViT's 5 for each).
         residual: add the input (the EfficientViT block's residual; see the spec's notes).
 
     Differs from the official code: see the spec's notes. ``gate`` runs once per head (a hook sees the
@@ -215,7 +215,7 @@ class CascadedGroupAttention(nn.Module):
         num_heads: int = 4,
         key_dim: int = 16,
         window_size: int = 7,
-        kernels: tuple[int, ...] = (5, 5, 5, 5),
+        kernels: tuple[int, ...] | None = None,
         residual: bool = True,
     ):
         super().__init__()
@@ -223,7 +223,7 @@ class CascadedGroupAttention(nn.Module):
         check_divisible("channels", channels, "num_heads", num_heads)
         check_positive_int("key_dim", key_dim)
         check_positive_int("window_size", window_size)
-        kernels = tuple(kernels)
+        kernels = (5,) * num_heads if kernels is None else tuple(kernels)
         if len(kernels) != num_heads:
             raise ValueError(f"kernels must give one kernel per head ({num_heads}), got {kernels!r}")
         for k in kernels:

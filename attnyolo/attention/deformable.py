@@ -56,7 +56,7 @@ def _grid_axis(size: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     "(the official code divides by size - 1 there). Half-pixel reference points kept as the official code.",
 )
 class DeformableAttention(nn.Module):
-    """DAT deformable multi-head attention (paper Eq. 5-9).
+    """DAT deformable attention: every query attends to keys sampled at learned offsets from a reference grid.
 
     The queries ``q = x W_q`` of each offset group go through a small network (depth-wise ``k x k`` conv with
     stride s, LayerNorm, GELU, 1x1 conv to 2 channels) giving one offset per reference point of an

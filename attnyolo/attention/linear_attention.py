@@ -49,7 +49,7 @@ class _DoubleNormGate(nn.Module):
     "paper's two independent linear layers. BatchNorm instead of SyncBatchNorm.",
 )
 class ExternalAttention(nn.Module):
-    """EANet external attention: every position attends to S learned memory units (paper Eq. 5-6).
+    """EANet external attention: every position attends to S learned memory units.
 
     ``A = DoubleNorm(F M_kᵀ)``, ``F_out = A M_v``, as in the official segmentation head:
     ``y = ReLU(x + BN(Conv1x1(M_v(DoubleNorm(M_k(Conv1x1(x)))))))``.
@@ -106,7 +106,7 @@ class ExternalAttention(nn.Module):
     "are not part of the attention.",
 )
 class SeparableSelfAttention(nn.Module):
-    """MobileViTv2 separable self-attention: one softmax-pooled context vector scales the values (paper Eq. 2-4).
+    """MobileViTv2 separable self-attention: one softmax-pooled context vector scales the values.
 
     ``c = Σ_n softmax_n(x W_I)_n (x W_K)_n``, ``y = (ReLU(x W_V) ⊙ c) W_O``, with one context vector per
     pixel-in-patch position.
@@ -185,7 +185,7 @@ def _resize_bias(bias: torch.Tensor, size: tuple[int, ...], mode: str) -> torch.
     "Agent tokens pooled by exact pooling matrices (ONNX-exportable, also when H or W < the agent grid).",
 )
 class AgentAttention(nn.Module):
-    """Agent attention: ``O = σ(Q Aᵀ) σ(A Kᵀ) V + DWC(V)``, with agents ``A = pool(Q)`` (paper Eq. 3, 5).
+    """Agent attention: ``O = σ(Q Aᵀ) σ(A Kᵀ) V + DWC(V)``, with agents ``A = pool(Q)``.
 
     n agent tokens (an ``√n x √n`` average pooling of the queries) first aggregate the values by softmax
     attention over all positions (agent aggregation), then broadcast them back to every query (agent

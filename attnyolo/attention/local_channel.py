@@ -54,7 +54,7 @@ class _MixedUnpoolGate(nn.Module):
     "global weights (identical at B = 1). Adaptive pooling is done by exact pooling matrices (ONNX-exportable).",
 )
 class MixedLocalChannelAttention(nn.Module):
-    """MLCA: ECA-style channel attention on a local ``s x s`` grid and globally, mixed and un-pooled (paper Fig. 3).
+    """MLCA: ECA-style channel attention on a local ``s x s`` grid and globally, mixed and un-pooled.
 
     ``y = x ⊙ UNAP((1-λ) σ(conv_g(g)) + λ σ(conv_l(l)))``: 1-D convolutions over a local (``s x s``) and a
     global channel descriptor, mixed and un-pooled back to the feature size.
@@ -108,7 +108,7 @@ class MixedLocalChannelAttention(nn.Module):
     "mixing and output projection. Hidden width max(1, C * rd_ratio) (the official C // 4 is 0 for C < 4).",
 )
 class ChannelPriorConvAttention(nn.Module):
-    """CPCA: a channel prior, then spatial attention from multi-scale depth-wise strip convs (paper Eq. 1-4).
+    """CPCA: a channel prior, then spatial attention from multi-scale depth-wise strip convs.
 
     ``F_c = CA(F) ⊙ F``, ``y = Conv1x1(Conv1x1(Σ_i Branch_i(DwConv5x5(F_c))) ⊙ F_c)``.
 

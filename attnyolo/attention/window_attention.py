@@ -64,7 +64,7 @@ def _merge_windows(x: torch.Tensor, h: int, w: int, ws: int) -> torch.Tensor:
     "are multiples of window_size). 1x1 projections as nn.Linear on channels-last features, as there.",
 )
 class HiLoAttention(nn.Module):
-    """LITv2 HiLo: window attention for high frequencies, attention to a pooled map for low ones (Sec. 3.2).
+    """LITv2 HiLo: window attention for high frequencies, attention to a pooled map for low ones.
 
     ``(1-α)`` of the heads attend inside ``s x s`` windows (Hi-Fi), ``α`` of them attend from every position
     to the ``s x s`` average-pooled map (Lo-Fi); the two outputs are concatenated along channels.
@@ -296,7 +296,7 @@ def _conv_norm_act(cin: int, cout: int, kernel: int = 1, groups: int = 1, bias: 
     "dim_head 16 (EMO-1M's first stages; the class default 64 would refuse YOLO widths below 64).",
 )
 class InvertedResidualMobileBlock(nn.Module):
-    """EMO iRMB: ``y = x + Proj(Z + DW-Conv(Z))``, ``Z = EW-MHSA(BN(x))`` (paper Eq. 4-6, Fig. 3).
+    """EMO iRMB: ``y = x + Proj(Z + DW-Conv(Z))``, ``Z = EW-MHSA(BN(x))``.
 
     EW-MHSA ("expanded window" attention): queries/keys from a 1x1 conv of the normalised input, values from a
     1x1 conv + ReLU expanded by ``exp_ratio``; attention inside windows of ``window_size x window_size``

@@ -31,7 +31,7 @@ from attnyolo.registry import register
     "(zero padding, the same sums), so it runs on CPU and exports to ONNX.",
 )
 class ContextualTransformer(nn.Module):
-    """CoT: local attention kernels predicted from the query and its static context (paper Sec. 3.2).
+    """CoT: local attention kernels predicted from the query and its static context.
 
     Static context ``K¹ = ReLU(BN(Conv_kxk(x)))``; local attention ``A = GN(W_δ ReLU(BN(W_θ [K¹; x])))`` (one
     ``k x k`` kernel per position and channel group); dynamic context ``K² = A ⊛ BN(Conv1x1(x))``; output the

@@ -29,9 +29,15 @@ class _ChannelLayerNorm(nn.LayerNorm):
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
-def _unit(size: int) -> float:
-    """Scale from pixel index to ``align_corners=True`` grid units, ``2 / (size - 1)``; 0 on a size-1 axis."""
-    return 2.0 / (size - 1) if size > 1 else 0.0
+def _grid_axis(size: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pixel indices ``0..size-1`` of one axis, the ``align_corners=True`` grid unit ``2 / (size - 1)`` and whether
+    the axis has extent (``size > 1``), as tensors built from the size (so an ONNX export keeps H, W dynamic).
+
+    On a size-1 axis the unit is 2 and the extent 0: every sample falls on the only pixel anyway.
+    """
+    idx = torch.arange(size, dtype=like.dtype, device=like.device)
+    last = idx[-1:]  # size - 1
+    return idx, 2 / last.clamp(min=1), (last > 0).to(like.dtype)
 
 
 @register(
@@ -50,7 +56,7 @@ def _unit(size: int) -> float:
     "(the official code divides by size - 1 there). Half-pixel reference points kept as the official code.",
 )
 class DeformableAttention(nn.Module):
-    """DAT deformable multi-head attention (paper Eq. 5-9).
+    """DAT deformable attention: every query attends to keys sampled at learned offsets from a reference grid.
 
     The queries ``q = x W_q`` of each offset group go through a small network (depth-wise ``k x k`` conv with
     stride s, LayerNorm, GELU, 1x1 conv to 2 channels) giving one offset per reference point of an
@@ -123,15 +129,13 @@ class DeformableAttention(nn.Module):
         offset = self.conv_offset(q.reshape(b * g, c // g, h, w))  # (B·g, 2 = (dy, dx), Hk, Wk)
         hk, wk = offset.shape[-2:]
         check_attention_memory(type(self).__name__, b * nh * h * w * hk * wk, x.dtype, self.memory_limit_mb)
-        # Offsets bounded to `factor` reference cells; the official range is 1 / (size - 1) per axis.
-        offset_range = torch.tensor([_unit(hk) / 2, _unit(wk) / 2], dtype=x.dtype, device=x.device)
-        offset = offset.tanh() * (offset_range * self.offset_range_factor).reshape(1, 2, 1, 1)
-        ref_y = (torch.arange(hk, dtype=x.dtype, device=x.device) + 0.5) * _unit(hk) - 1  # half-pixel, as DAT
-        ref_x = (torch.arange(wk, dtype=x.dtype, device=x.device) + 0.5) * _unit(wk) - 1
-        if hk == 1:
-            ref_y = ref_y * 0
-        if wk == 1:
-            ref_x = ref_x * 0
+        iy, unit_y, extent_y = _grid_axis(hk, x)
+        ix, unit_x, extent_x = _grid_axis(wk, x)
+        # Offsets bounded to `factor` reference cells (the official range 1 / (size - 1) per axis), none along
+        # a size-1 axis; reference points at half-pixel positions (i + 0.5) / (size - 1) * 2 - 1, as DAT.
+        offset_range = torch.cat([unit_y * extent_y, unit_x * extent_x]) / 2 * self.offset_range_factor
+        offset = offset.tanh() * offset_range.reshape(1, 2, 1, 1)
+        ref_y, ref_x = (iy + 0.5) * unit_y - 1, (ix + 0.5) * unit_x - 1  # 0 on a size-1 axis
         reference = torch.stack(torch.meshgrid(ref_y, ref_x, indexing="ij"), dim=-1)  # (Hk, Wk, 2 = (y, x))
         pos = offset.permute(0, 2, 3, 1) + reference  # (B·g, Hk, Wk, 2)
         sampled = F.grid_sample(
@@ -142,8 +146,9 @@ class DeformableAttention(nn.Module):
         q = q.reshape(b, nh, c // nh, h * w).transpose(-1, -2)
 
         # Position bias: the table read at (query - sample) / 2 in grid units, per group of heads.
-        q_y = torch.arange(h, dtype=x.dtype, device=x.device) * _unit(h) - (1 if h > 1 else 0)
-        q_x = torch.arange(w, dtype=x.dtype, device=x.device) * _unit(w) - (1 if w > 1 else 0)
+        qy, unit_qy, extent_qy = _grid_axis(h, x)
+        qx, unit_qx, extent_qx = _grid_axis(w, x)
+        q_y, q_x = qy * unit_qy - extent_qy, qx * unit_qx - extent_qx  # -1..1, or 0 on a size-1 axis
         q_grid = torch.stack(torch.meshgrid(q_y, q_x, indexing="ij"), dim=-1).reshape(1, h * w, 1, 2)
         displacement = (q_grid - pos.reshape(b * g, 1, hk * wk, 2)) * 0.5  # (B·g, HW, Ns, 2)
         table = self.rpe_table.to(x.dtype).reshape(1, g, nh // g, *self.rpe_table.shape[-2:])

@@ -62,7 +62,7 @@ LSKA_KERNELS: dict[int, tuple[int, int, int]] = {
     "official code has no default k_size; 7 here (the smallest the paper evaluates).",
 )
 class LargeSeparableKernelAttention(nn.Module):
-    """LSKA: ``y = x ⊙ conv1x1(DW-D_{k/d}^v(DW-D_{k/d}^h(DW_{2d-1}^v(DW_{2d-1}^h(x)))))`` (paper Eq. 5-8).
+    """LSKA: ``y = x ⊙ conv1x1(DW-D_{k/d}^v(DW-D_{k/d}^h(DW_{2d-1}^v(DW_{2d-1}^h(x)))))``.
 
     LKA's ``(2d-1) x (2d-1)`` depth-wise conv and ``k/d x k/d`` dilated depth-wise conv are each split into a
     horizontal and a vertical strip, so the cost grows linearly (not quadratically) with the kernel size.
@@ -158,7 +158,7 @@ class _ConvBNAct(nn.Sequential):
     "features; as a stand-alone module it gates its own input: y = x * CAA(x).",
 )
 class ContextAnchorAttention(nn.Module):
-    """PKINet context anchor attention: pooled context through 1x1 and strip convs gates the input (paper Eq. 6-8).
+    """PKINet context anchor attention: pooled context through 1x1 and strip convs gates the input.
 
     ``A = sigmoid(Conv1x1(DW_{k×1}(DW_{1×k}(Conv1x1(AvgPool7(x))))))``, ``y = x ⊙ A``.
 

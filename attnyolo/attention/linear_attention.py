@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnyolo.attention._base import SafeBatchNorm2d, check_divisible, check_positive_int
-from attnyolo.attention.local_channel import _resize_mean
+from attnyolo.attention._sliding import resize_mean
 from attnyolo.attention.self_attention import SoftmaxGate, _pair, softmax_attention
 from attnyolo.registry import register
 
@@ -49,7 +49,7 @@ class _DoubleNormGate(nn.Module):
     "paper's two independent linear layers. BatchNorm instead of SyncBatchNorm.",
 )
 class ExternalAttention(nn.Module):
-    """EANet external attention: every position attends to S learned memory units (paper Eq. 5-6).
+    """EANet external attention: every position attends to S learned memory units.
 
     ``A = DoubleNorm(F M_kᵀ)``, ``F_out = A M_v``, as in the official segmentation head:
     ``y = ReLU(x + BN(Conv1x1(M_v(DoubleNorm(M_k(Conv1x1(x)))))))``.
@@ -106,7 +106,7 @@ class ExternalAttention(nn.Module):
     "are not part of the attention.",
 )
 class SeparableSelfAttention(nn.Module):
-    """MobileViTv2 separable self-attention: one softmax-pooled context vector scales the values (paper Eq. 2-4).
+    """MobileViTv2 separable self-attention: one softmax-pooled context vector scales the values.
 
     ``c = Σ_n softmax_n(x W_I)_n (x W_K)_n``, ``y = (ReLU(x W_V) ⊙ c) W_O``, with one context vector per
     pixel-in-patch position.
@@ -146,9 +146,9 @@ class SeparableSelfAttention(nn.Module):
         pad_h, pad_w = -h % ph, -w % pw
         qkv = F.pad(self.qkv_proj(x), (0, pad_w, 0, pad_h))
         query, key, value = self._patches(qkv).split([1, c, c], dim=1)
-        if pad_h or pad_w:
-            real = F.pad(torch.ones(1, 1, h, w, dtype=torch.bool, device=x.device), (0, pad_w, 0, pad_h))
-            query = query.masked_fill(~self._patches(real), torch.finfo(query.dtype).min)
+        # Always masked (no Python branch on the size), so an ONNX export with dynamic H, W pads at any size.
+        real = F.pad(torch.ones_like(x[:, :1], dtype=torch.bool), (0, pad_w, 0, pad_h))
+        query = query.masked_fill(~self._patches(real), torch.finfo(query.dtype).min)
         scores = self.gate(query)  # (B, 1, P, N), softmax over the patches
         context = (key * scores).sum(dim=-1, keepdim=True)  # (B, C, P, 1)
         out = F.relu(value) * context  # (B, C, P, N)
@@ -161,9 +161,10 @@ class SeparableSelfAttention(nn.Module):
 
 
 def _resize_bias(bias: torch.Tensor, size: tuple[int, ...], mode: str) -> torch.Tensor:
-    """Interpolate a learned position bias over its trailing spatial axes to ``size`` (no-op at its own size)."""
-    if tuple(bias.shape[-len(size) :]) == tuple(size):
-        return bias
+    """Interpolate a learned position bias over its trailing spatial axes to ``size``.
+
+    Also at the bias's own size (exact there: weights 1 and 0), so no branch freezes the size in an ONNX export.
+    """
     lead = bias.shape[: -len(size)]
     flat = bias.reshape(1, -1, *bias.shape[-len(size) :])
     return F.interpolate(flat, size=size, mode=mode, align_corners=False).reshape(*lead, *size)
@@ -184,7 +185,7 @@ def _resize_bias(bias: torch.Tensor, size: tuple[int, ...], mode: str) -> torch.
     "Agent tokens pooled by exact pooling matrices (ONNX-exportable, also when H or W < the agent grid).",
 )
 class AgentAttention(nn.Module):
-    """Agent attention: ``O = σ(Q Aᵀ) σ(A Kᵀ) V + DWC(V)``, with agents ``A = pool(Q)`` (paper Eq. 3, 5).
+    """Agent attention: ``O = σ(Q Aᵀ) σ(A Kᵀ) V + DWC(V)``, with agents ``A = pool(Q)``.
 
     n agent tokens (an ``√n x √n`` average pooling of the queries) first aggregate the values by softmax
     attention over all positions (agent aggregation), then broadcast them back to every query (agent
@@ -255,7 +256,7 @@ class AgentAttention(nn.Module):
         nh, d = self.num_heads, c // self.num_heads
         q = self.q(x)
         k, v = self.kv(x).chunk(2, dim=1)
-        agents = _resize_mean(q, self.pool_size, self.pool_size).reshape(b, nh, d, -1).transpose(-1, -2)
+        agents = resize_mean(q, self.pool_size, self.pool_size).reshape(b, nh, d, -1).transpose(-1, -2)
         q, k, v_heads = (t.reshape(b, nh, d, h * w).transpose(-1, -2) for t in (q, k, v))
         agent_to_pos, pos_to_agent = self._biases(h, w)
         agent_v = softmax_attention(agents, k, v_heads, self.agent_gate, scale=self.scale, bias=agent_to_pos.to(q))

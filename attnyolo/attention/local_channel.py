@@ -25,19 +25,9 @@ from attnyolo.attention._base import (
     global_max_pool,
     mean_pool,
 )
-from attnyolo.attention.channel import _adaptive_pool_matrix, eca_kernel_size
+from attnyolo.attention._sliding import resize_mean
+from attnyolo.attention.channel import eca_kernel_size
 from attnyolo.registry import register
-
-
-def _resize_mean(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """``adaptive_avg_pool2d(x, (height, width))`` as two small matrix products.
-
-    Exact (PyTorch's bins), also when enlarging a map or when the sizes do not divide each other, where the
-    ONNX exporter refuses ``adaptive_avg_pool2d``.
-    """
-    ph = _adaptive_pool_matrix(x.shape[-2], height).to(x)
-    pw = _adaptive_pool_matrix(x.shape[-1], width).to(x)
-    return ph @ x @ pw.T
 
 
 class _MixedUnpoolGate(nn.Module):
@@ -49,7 +39,7 @@ class _MixedUnpoolGate(nn.Module):
 
     def forward(self, local_logits: torch.Tensor, global_logits: torch.Tensor, height: int, width: int):
         mixed = global_logits.sigmoid() * (1 - self.local_weight) + local_logits.sigmoid() * self.local_weight
-        return _resize_mean(mixed, height, width)
+        return resize_mean(mixed, height, width)
 
 
 @register(
@@ -64,7 +54,7 @@ class _MixedUnpoolGate(nn.Module):
     "global weights (identical at B = 1). Adaptive pooling is done by exact pooling matrices (ONNX-exportable).",
 )
 class MixedLocalChannelAttention(nn.Module):
-    """MLCA: ECA-style channel attention on a local ``s x s`` grid and globally, mixed and un-pooled (paper Fig. 3).
+    """MLCA: ECA-style channel attention on a local ``s x s`` grid and globally, mixed and un-pooled.
 
     ``y = x ⊙ UNAP((1-λ) σ(conv_g(g)) + λ σ(conv_l(l)))``: 1-D convolutions over a local (``s x s``) and a
     global channel descriptor, mixed and un-pooled back to the feature size.
@@ -99,7 +89,7 @@ class MixedLocalChannelAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         s = self.local_size
-        local = _resize_mean(x, s, s)  # (B, C, s, s)
+        local = resize_mean(x, s, s)  # (B, C, s, s)
         global_ = mean_pool(local, (2, 3))  # (B, C, 1, 1)
         seq = local.flatten(2).transpose(1, 2).reshape(b, 1, s * s * c)  # position-major
         local_logits = self.conv_local(seq).reshape(b, s * s, c).transpose(1, 2).reshape(b, c, s, s)
@@ -118,7 +108,7 @@ class MixedLocalChannelAttention(nn.Module):
     "mixing and output projection. Hidden width max(1, C * rd_ratio) (the official C // 4 is 0 for C < 4).",
 )
 class ChannelPriorConvAttention(nn.Module):
-    """CPCA: a channel prior, then spatial attention from multi-scale depth-wise strip convs (paper Eq. 1-4).
+    """CPCA: a channel prior, then spatial attention from multi-scale depth-wise strip convs.
 
     ``F_c = CA(F) ⊙ F``, ``y = Conv1x1(Conv1x1(Σ_i Branch_i(DwConv5x5(F_c))) ⊙ F_c)``.
 

@@ -30,7 +30,7 @@ from attnyolo.registry import register
     "head (VOLO-D1: 6 heads at 192 channels), pass num_heads=C/32 for that.",
 )
 class OutlookAttention(nn.Module):
-    """VOLO outlook attention: each position predicts the attention inside its ``k x k`` window (paper Eq. 2-5).
+    """VOLO outlook attention: each position predicts the attention inside its ``k x k`` window.
 
     ``A_ij = softmax(reshape(W_A x̄_ij))`` (a ``k² x k²`` matrix per pooled position and head),
     ``Y = Fold(A · Unfold_k(x W_V))``.

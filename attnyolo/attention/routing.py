@@ -38,7 +38,7 @@ def _regions(t: torch.Tensor, n: int) -> torch.Tensor:
     "(no routing weights multiplied in, the official default). Zero padding to whole regions as auto_pad.",
 )
 class BiLevelRoutingAttention(nn.Module):
-    """BiFormer bi-level routing attention: each region attends to the tokens of its top-k regions (Eq. 2-5).
+    """BiFormer bi-level routing attention: each region attends to the tokens of its top-k regions.
 
     Region-to-region affinity ``A^r = Q^r (K^r)ᵀ`` of region-mean queries and keys; each region keeps its
     ``topk`` most related regions ``I^r``, then token attention of the region's queries to the gathered keys

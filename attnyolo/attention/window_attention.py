@@ -64,7 +64,7 @@ def _merge_windows(x: torch.Tensor, h: int, w: int, ws: int) -> torch.Tensor:
     "are multiples of window_size). 1x1 projections as nn.Linear on channels-last features, as there.",
 )
 class HiLoAttention(nn.Module):
-    """LITv2 HiLo: window attention for high frequencies, attention to a pooled map for low ones (Sec. 3.2).
+    """LITv2 HiLo: window attention for high frequencies, attention to a pooled map for low ones.
 
     ``(1-α)`` of the heads attend inside ``s x s`` windows (Hi-Fi), ``α`` of them attend from every position
     to the ``s x s`` average-pooled map (Lo-Fi); the two outputs are concatenated along channels.
@@ -81,7 +81,7 @@ class HiLoAttention(nn.Module):
         memory_limit_mb: refuse an explicit Lo-Fi attention matrix above this many MiB (``None``: no limit).
 
     Differs from the official code: any ``H, W`` (see the spec's notes). ``gate`` sees the Lo-Fi weights,
-    ``local_gate`` the Hi-Fi ones.
+    ``local_gate`` the Hi-Fi ones (the same module as ``gate`` when ``alpha = 0`` leaves no Lo-Fi head).
     """
 
     def __init__(
@@ -116,7 +116,8 @@ class HiLoAttention(nn.Module):
             self.h_qkv = nn.Linear(channels, 3 * h_dim, bias=qkv_bias)
             self.h_proj = nn.Linear(h_dim, h_dim)
         self.gate = SoftmaxGate()
-        self.local_gate = SoftmaxGate()
+        # With no Lo-Fi heads (alpha = 0) the Hi-Fi weights are the ones applied: `gate` must still see them.
+        self.local_gate = SoftmaxGate() if self.l_heads else self.gate
 
     def _hifi(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, _ = x.shape
@@ -177,7 +178,7 @@ def _offset_index(h: int, w: int, table_side: int, device) -> torch.Tensor:
     paper="EfficientViT: Memory Efficient Vision Transformer with Cascaded Group Attention",
     year=2023,
     url="https://arxiv.org/abs/2305.07027",
-    constraints="channels divisible by num_heads; len(kernels) == num_heads",
+    constraints="channels divisible by num_heads; kernels, when given, one per head",
     reference="official code (LocalWindowAttention + CascadedGroupAttention), restated in "
     "tests/zoo/test_reference_recent_attention.py",
     notes="Includes the EfficientViT block's residual around the token mixer (residual=True): its output "
@@ -200,7 +201,7 @@ class CascadedGroupAttention(nn.Module):
         num_heads: heads h (EfficientViT-M: 4).
         key_dim: query/key width per head (EfficientViT: 16).
         window_size: window side w (EfficientViT: 7).
-        kernels: depth-wise kernel of each head's queries (EfficientViT: 5 each; odd; one per head).
+        kernels: depth-wise kernel of each head's queries, one per head (odd; ``None``: EfficientViT's 5 for each).
         residual: add the input (the EfficientViT block's residual; see the spec's notes).
 
     Differs from the official code: see the spec's notes. ``gate`` runs once per head (a hook sees the
@@ -214,7 +215,7 @@ class CascadedGroupAttention(nn.Module):
         num_heads: int = 4,
         key_dim: int = 16,
         window_size: int = 7,
-        kernels: tuple[int, ...] = (5, 5, 5, 5),
+        kernels: tuple[int, ...] | None = None,
         residual: bool = True,
     ):
         super().__init__()
@@ -222,7 +223,7 @@ class CascadedGroupAttention(nn.Module):
         check_divisible("channels", channels, "num_heads", num_heads)
         check_positive_int("key_dim", key_dim)
         check_positive_int("window_size", window_size)
-        kernels = tuple(kernels)
+        kernels = (5,) * num_heads if kernels is None else tuple(kernels)
         if len(kernels) != num_heads:
             raise ValueError(f"kernels must give one kernel per head ({num_heads}), got {kernels!r}")
         for k in kernels:
@@ -295,7 +296,7 @@ def _conv_norm_act(cin: int, cout: int, kernel: int = 1, groups: int = 1, bias: 
     "dim_head 16 (EMO-1M's first stages; the class default 64 would refuse YOLO widths below 64).",
 )
 class InvertedResidualMobileBlock(nn.Module):
-    """EMO iRMB: ``y = x + Proj(Z + DW-Conv(Z))``, ``Z = EW-MHSA(BN(x))`` (paper Eq. 4-6, Fig. 3).
+    """EMO iRMB: ``y = x + Proj(Z + DW-Conv(Z))``, ``Z = EW-MHSA(BN(x))``.
 
     EW-MHSA ("expanded window" attention): queries/keys from a 1x1 conv of the normalised input, values from a
     1x1 conv + ReLU expanded by ``exp_ratio``; attention inside windows of ``window_size x window_size``

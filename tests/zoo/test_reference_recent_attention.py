@@ -253,6 +253,12 @@ def test_hilo_matches_the_official_layer(observed):
     assert_same_output(ours, _OnMaps(ref, channels_last=True), torch.randn(2, 32, 6, 10), atol=1e-5)
 
 
+def test_hilo_gate_sees_the_window_weights_when_every_head_is_hifi():
+    m = randomise_(create("hilo", 16, num_heads=2, alpha=0.0)).eval()
+    _, attn = capture(m, torch.randn(1, 16, 4, 6))
+    assert attn.shape == (1, 6, 2, 4, 4)  # (B, windows, heads, 2x2 queries, 2x2 keys)
+
+
 def test_hilo_lofi_on_a_ragged_map_pools_the_mean_of_the_real_pixels():
     # All heads Lo-Fi (alpha=1): keys/values come from 2x2 means; a 3x5 map has partial cells, whose mean
     # is over the real pixels only. Restated with explicit cell means and a plain softmax.

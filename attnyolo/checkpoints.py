@@ -28,7 +28,6 @@ Every failure raises :class:`CheckpointError` naming the file and the problem; n
 from __future__ import annotations
 
 import _compat_pickle
-import ast
 import importlib
 import json
 import os
@@ -433,8 +432,14 @@ def load_checkpoint(path: str | os.PathLike, *, trust: bool = False) -> dict:
             with torch.serialization.safe_globals(new):
                 obj = _torch_load(path, weights_only=True)
         _check_no_hooks(path, obj)
+        for item in _walk(obj):  # a model's architecture is rebuilt from its YAML later: refuse one that runs code
+            cfg = getattr(item, "yaml", None) if isinstance(item, nn.Module) else None
+            if isinstance(cfg, Mapping):
+                check_model_yaml(path, cfg)
         return _as_checkpoint_dict(path, obj)
     if path.suffix == ".safetensors" or _looks_like_safetensors(head, size):
+        if not trust:
+            _model_yaml_of_metadata(path, size)
         return _load_safetensors(path, size)
     if head[:1] == b"\x80":  # pickle protocol marker: a raw pickle or a pre-1.6 torch file
         if trust:
@@ -458,19 +463,6 @@ def _unwrap(model: Any) -> nn.Module:
     if isinstance(model, nn.Module):
         return model
     raise TypeError(f"expected a torch model or an Ultralytics YOLO object, got {type(model).__name__}")
-
-
-def _register_attnyolo_layers() -> None:
-    """Make attnyolo's layers buildable by Ultralytics' ``parse_model`` (no-op until the engine provides it)."""
-    try:
-        hooks = importlib.import_module("attnyolo.graph.ultralytics")
-    except ModuleNotFoundError as e:
-        if e.name != "attnyolo.graph.ultralytics":
-            raise
-        return
-    register = getattr(hooks, "register", None)
-    if callable(register):
-        register()
 
 
 def save_safetensors(model: Any, path: str | os.PathLike) -> Path:
@@ -523,50 +515,33 @@ def save_safetensors(model: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def _check_activation(path: Path, act: str) -> None:
-    """Accept only ``[torch.]nn.<Layer>(literal args)``: ``parse_model`` would ``eval()`` anything else."""
+def check_model_yaml(path: str | os.PathLike, cfg: Any) -> None:
+    """Refuse a model YAML read from ``path`` that ``parse_model`` would turn into code execution or a non-layer
+    call (see :func:`attnyolo.graph.names.check_buildable`).
+
+    Raises:
+        CheckpointError: naming the file and the refused value.
+    """
+    from attnyolo.graph import GraphError, UnknownModuleError
+    from attnyolo.graph.names import check_buildable
+
     try:
-        call = ast.parse(act.strip(), mode="eval").body
-        assert isinstance(call, ast.Call)
-        node, parts = call.func, []
-        while isinstance(node, ast.Attribute):
-            parts.append(node.attr)
-            node = node.value
-        assert isinstance(node, ast.Name)
-        parts.append(node.id)
-        assert parts[1:] in (["nn"], ["nn", "torch"])
-        layer = getattr(nn, parts[0], None)
-        assert isinstance(layer, type) and issubclass(layer, nn.Module)
-        for a in [*call.args, *(k.value for k in call.keywords)]:
-            ast.literal_eval(a)
-    except (AssertionError, SyntaxError, ValueError, TypeError) as e:
-        raise CheckpointError(
-            f"{path}: refused model YAML: activation {act!r} is not of the form nn.<Layer>(literal arguments)"
-        ) from e
+        check_buildable(cfg)
+    except (GraphError, UnknownModuleError) as e:
+        raise CheckpointError(f"{path}: refused model YAML: {e}") from None
 
 
-def _check_model_yaml(path: Path, cfg: Any) -> None:
-    """Refuse a YAML that ``parse_model`` would turn into code execution or a non-layer call."""
-    import torchvision
-    from ultralytics.nn import tasks
-
-    if not isinstance(cfg, dict) or not isinstance(cfg.get("backbone"), list) or not isinstance(cfg.get("head"), list):
-        raise CheckpointError(f"{path}: the metadata's model_yaml is not a model YAML (no backbone/head lists)")
-    if cfg.get("activation"):
-        _check_activation(path, str(cfg["activation"]))
-    for i, row in enumerate(cfg["backbone"] + cfg["head"]):
-        if not (isinstance(row, list) and len(row) == 4 and isinstance(row[2], str) and isinstance(row[3], list)):
-            raise CheckpointError(f"{path}: model_yaml layer {i} is not a [from, repeats, module, args] row: {row!r}")
-        name = row[2]
-        if name.startswith("nn."):
-            layer = getattr(nn, name[3:], None)
-        elif name.startswith("torchvision.ops."):
-            layer = getattr(torchvision.ops, name[16:], None)
-        else:
-            layer = vars(tasks).get(name)
-        if not (isinstance(layer, type) and issubclass(layer, nn.Module)):
-            hint = " (attnyolo layers need attnyolo's Ultralytics registration)" if name.startswith("ay_") else ""
-            raise CheckpointError(f"{path}: model_yaml layer {i} names {name!r}, which is not a known layer{hint}")
+def _model_yaml_of_metadata(path: Path, size: int) -> dict | None:
+    """The checked ``model_yaml`` of a safetensors file's metadata, or ``None`` when it has none."""
+    meta = _safetensors_header(path, size).get("__metadata__", {})
+    if "model_yaml" not in meta:
+        return None
+    try:
+        cfg = yaml.safe_load(meta["model_yaml"])
+    except yaml.YAMLError as e:
+        raise CheckpointError(f"{path}: corrupt model_yaml in the safetensors metadata ({e})") from e
+    check_model_yaml(path, cfg)
+    return cfg
 
 
 def load_safetensors_model(path: str | os.PathLike) -> nn.Module:
@@ -579,7 +554,7 @@ def load_safetensors_model(path: str | os.PathLike) -> nn.Module:
         CheckpointError: damaged file, no attnyolo metadata, a YAML that is refused or cannot be built, or
             tensors that do not fit the architecture (missing, unexpected, wrong shape).
     """
-    from ultralytics.nn import tasks
+    from attnyolo.graph.ultralytics import model_class, register
 
     path = Path(path)
     size = _check_file(path)
@@ -588,35 +563,30 @@ def load_safetensors_model(path: str | os.PathLike) -> nn.Module:
         raise CheckpointError(f"{path}: a .pt checkpoint, not a safetensors model; use load_checkpoint or transfer()")
     if path.suffix != ".safetensors" and not _looks_like_safetensors(head, size):
         raise _unrecognised(path, head)
-    header = _safetensors_header(path, size)
-    meta = header.get("__metadata__", {})
-    if "model_yaml" not in meta:
+    cfg = _model_yaml_of_metadata(path, size)
+    meta = _safetensors_header(path, size).get("__metadata__", {})
+    if cfg is None:
         raise CheckpointError(
             f"{path}: no model_yaml in the safetensors metadata (not written by attnyolo's save_safetensors); "
             "build the model yourself and copy the tensors with attnyolo.transfer()"
         )
     try:
-        cfg = yaml.safe_load(meta["model_yaml"])
         names = {int(k): v for k, v in json.loads(meta.get("names", "{}")).items()}
         fused = json.loads(meta.get("fused", "false"))
         nc = int(meta["nc"]) if meta.get("nc") else None
-    except (yaml.YAMLError, json.JSONDecodeError, ValueError) as e:
+        ch = int(cfg.get("channels", 3))
+    except (json.JSONDecodeError, ValueError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{path}: corrupt attnyolo metadata ({e})") from e
-    _register_attnyolo_layers()
-    _check_model_yaml(path, cfg)
-    task = meta.get("task") or tasks.guess_model_task(cfg) or "detect"
-    classes = {
-        "detect": tasks.DetectionModel,
-        "segment": tasks.SegmentationModel,
-        "pose": tasks.PoseModel,
-        "obb": tasks.OBBModel,
-        "classify": tasks.ClassificationModel,
-    }
-    if task not in classes:
-        raise CheckpointError(f"{path}: unsupported task {task!r} in the metadata; expected one of {sorted(classes)}")
+    if (nc is not None and nc < 1) or ch < 1:
+        raise CheckpointError(f"{path}: corrupt attnyolo metadata: nc {nc} and channels {ch} must be >= 1")
+    register()  # the YAML's ay_<name> rows need the parse_model hook
+    try:
+        model_cls = model_class(cfg)
+    except AttributeError as e:
+        raise CheckpointError(f"{path}: no Ultralytics model class builds this model_yaml ({e})") from e
     state = _load_safetensors(path, size)
     try:
-        model = classes[task](cfg, ch=int(cfg.get("channels", 3)), nc=nc, verbose=False)
+        model = model_cls(cfg, ch=ch, nc=nc, verbose=False)
     except Exception as e:  # Ultralytics raises anything from KeyError to RuntimeError on a bad architecture
         raise CheckpointError(f"{path}: the model_yaml cannot be built ({type(e).__name__}: {e})") from e
     floats = {v.dtype for v in state.values() if v.is_floating_point()}

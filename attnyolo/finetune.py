@@ -57,7 +57,7 @@ import torch
 import yaml
 from torch import nn
 
-from attnyolo.checkpoints import CheckpointError, _check_model_yaml, load_checkpoint, safetensors_metadata
+from attnyolo.checkpoints import CheckpointError, check_model_yaml, load_checkpoint, safetensors_metadata
 from attnyolo.errors import AttnYoloError
 from attnyolo.graph.layers import METADATA_KEY, layers
 from attnyolo.weights import TransferError, TransferReport, transfer
@@ -269,7 +269,7 @@ def _base_architecture(path: Path, ckpt: Mapping[str, Any], trust: bool) -> tupl
             "finetune needs a checkpoint saved by Ultralytics training or by attnyolo.save_safetensors"
         )
     if not trust:  # parse_model would eval() an activation string and look names up in its module globals
-        _check_model_yaml(path, cfg)
+        check_model_yaml(path, cfg)
     return dict(cfg), dict(names) if isinstance(names, Mapping) else None
 
 

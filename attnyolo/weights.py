@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from attnyolo.checkpoints import _unwrap, load_checkpoint, safetensors_metadata
+from attnyolo.checkpoints import _unwrap, check_model_yaml, load_checkpoint, safetensors_metadata
 from attnyolo.errors import AttnYoloError
 from attnyolo.graph.edit import IndexMap
 
@@ -168,6 +168,8 @@ def _state_dict_of(source: Any, trust: bool) -> tuple[dict[str, torch.Tensor], s
         cfg = _yaml_of_checkpoint(ckpt)
         if cfg is None and not any(isinstance(ckpt.get(k), nn.Module) for k in ("ema", "model")):
             cfg = _yaml_of_safetensors(Path(source))
+        if isinstance(cfg, Mapping) and not trust:  # an architecture that would run code: a hostile file
+            check_model_yaml(name, cfg)
         return _state_dict_of_checkpoint(ckpt, name), name, cfg
     if isinstance(source, Mapping):
         return _state_dict_of_checkpoint(source, "the source dict"), "a state dict", _yaml_of_checkpoint(source)

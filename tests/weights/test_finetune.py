@@ -15,9 +15,8 @@ import sys
 import pytest
 import torch
 import yaml
-from finetune_helpers import TINY_RUN, VAL_ARGS, save_ultralytics, shared_base, state
 from ultralytics import YOLO
-from weights_helpers import payloads
+from weights_helpers import TINY_RUN, VAL_ARGS, payloads, save_ultralytics, shared_base, state
 
 import attnyolo
 from attnyolo.checkpoints import CheckpointError, load_checkpoint

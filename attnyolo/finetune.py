@@ -57,9 +57,11 @@ import torch
 import yaml
 from torch import nn
 
+from attnyolo.atomic import write_atomically
 from attnyolo.checkpoints import CheckpointError, check_model_yaml, load_checkpoint, safetensors_metadata
 from attnyolo.errors import AttnYoloError
 from attnyolo.graph.layers import METADATA_KEY, layers
+from attnyolo.models import checkpoint_model, unwrap
 from attnyolo.weights import TransferError, TransferReport, transfer
 
 GAMMA_CSV = "attnyolo_gamma.csv"
@@ -110,21 +112,12 @@ def gamma_values(model: Any) -> list[tuple[int, str, float]]:
     """``(layer index, attention name, gamma)`` of every inserted layer that has an identity-start gamma."""
     from attnyolo.graph.ultralytics import AttentionLayer
 
-    net = _unwrap(model)
+    net = unwrap(model)
     out = []
     for i, layer in enumerate(getattr(net, "model", [])):
         if isinstance(layer, AttentionLayer) and getattr(layer, "gamma", None) is not None:
             out.append((i, layer.attention, float(layer.gamma.detach().float().cpu())))
     return out
-
-
-def _unwrap(model: Any) -> nn.Module:
-    from ultralytics.engine.model import Model
-    from ultralytics.utils.torch_utils import unwrap_model
-
-    if isinstance(model, Model):
-        model = model.model
-    return unwrap_model(model)
 
 
 def _is_main_process() -> bool:
@@ -135,15 +128,14 @@ def _is_main_process() -> bool:
 
 def _write_csv(path: Path, rows: list[tuple]) -> None:
     """Rewrite ``path`` atomically: a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(GAMMA_COLUMNS)
             writer.writerows(rows)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+
+    write_atomically(path, write)
 
 
 def _fmt(value: float | None) -> str:
@@ -222,7 +214,7 @@ class FreezeTransferred:
         self._norms: list[nn.Module] = []
 
     def _collect(self, trainer: Any) -> None:
-        net = _unwrap(trainer.model)
+        net = unwrap(trainer.model)
         self._params = [(p, p.requires_grad) for k, p in net.named_parameters() if k in self.keys]
         self._norms = [
             m
@@ -249,7 +241,7 @@ class FreezeTransferred:
 
 def _base_architecture(path: Path, ckpt: Mapping[str, Any], trust: bool) -> tuple[dict, dict | None]:
     """The base model's YAML dict and its class names, from the checkpoint's model or a safetensors' metadata."""
-    net = next((ckpt[k] for k in ("ema", "model") if isinstance(ckpt.get(k), nn.Module)), None)
+    net = checkpoint_model(ckpt)
     if net is not None:
         cfg, names = getattr(net, "yaml", None), getattr(net, "names", None)
     else:
@@ -306,7 +298,7 @@ def _check_left_behind(report: TransferReport, head: int, nc_base: Any, nc: int)
 
 def _start_checker(expected: dict[str, torch.Tensor]):
     def check(trainer: Any) -> None:
-        state = _unwrap(trainer.model).state_dict()
+        state = unwrap(trainer.model).state_dict()
         missing = sorted(set(expected) - set(state))
         changed = [k for k in expected if k in state and not torch.equal(state[k].detach().cpu(), expected[k])]
         if missing or changed:

@@ -25,9 +25,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from attnyolo.checkpoints import _unwrap, check_model_yaml, load_checkpoint, safetensors_metadata
+from attnyolo.checkpoints import check_model_yaml, load_checkpoint, safetensors_metadata
 from attnyolo.errors import AttnYoloError
 from attnyolo.graph.edit import IndexMap
+from attnyolo.models import checkpoint_model, unwrap
 
 _LAYER_KEY = re.compile(r"^model\.(\d+)\.(.+)$")
 
@@ -166,7 +167,7 @@ def _state_dict_of(source: Any, trust: bool) -> tuple[dict[str, torch.Tensor], s
         name = str(source)
         ckpt = load_checkpoint(Path(source), trust=trust)
         cfg = _yaml_of_checkpoint(ckpt)
-        if cfg is None and not any(isinstance(ckpt.get(k), nn.Module) for k in ("ema", "model")):
+        if cfg is None and checkpoint_model(ckpt) is None:
             cfg = _yaml_of_safetensors(Path(source))
         if isinstance(cfg, Mapping) and not trust:  # an architecture that would run code: a hostile file
             check_model_yaml(name, cfg)
@@ -174,7 +175,7 @@ def _state_dict_of(source: Any, trust: bool) -> tuple[dict[str, torch.Tensor], s
     if isinstance(source, Mapping):
         return _state_dict_of_checkpoint(source, "the source dict"), "a state dict", _yaml_of_checkpoint(source)
     try:
-        net = _unwrap(source)
+        net = unwrap(source)
     except TypeError as e:
         raise TransferError(
             f"cannot transfer from a {type(source).__name__}: expected a checkpoint path (.pt, .safetensors), a "
@@ -184,11 +185,7 @@ def _state_dict_of(source: Any, trust: bool) -> tuple[dict[str, torch.Tensor], s
 
 
 def _yaml_of_checkpoint(ckpt: Mapping[str, Any]) -> Any:
-    for key in ("ema", "model"):
-        value = ckpt.get(key)
-        if isinstance(value, nn.Module):
-            return getattr(value, "yaml", None)
-    return None
+    return getattr(checkpoint_model(ckpt), "yaml", None)
 
 
 def _yaml_of_safetensors(path: Path) -> Any:
@@ -205,10 +202,9 @@ def _yaml_of_safetensors(path: Path) -> Any:
 
 
 def _state_dict_of_checkpoint(ckpt: Mapping[str, Any], name: str) -> dict[str, torch.Tensor]:
-    for key in ("ema", "model"):  # Ultralytics prefers the EMA weights when a checkpoint has both
-        value = ckpt.get(key)
-        if isinstance(value, nn.Module):
-            return dict(value.state_dict())
+    net = checkpoint_model(ckpt)  # the EMA weights when a checkpoint has both, as Ultralytics
+    if net is not None:
+        return dict(net.state_dict())
     for key in ("model", "state_dict"):
         value = ckpt.get(key)
         if isinstance(value, Mapping) and value and all(isinstance(v, torch.Tensor) for v in value.values()):
@@ -381,7 +377,7 @@ def transfer(
     """
     from ultralytics.utils.torch_utils import intersect_dicts
 
-    net = _unwrap(model)
+    net = unwrap(model)
     checked_map = _check_index_map(index_map)
     src, name, source_cfg = _state_dict_of(source, trust)
     how = "given"

@@ -11,8 +11,6 @@ reach :func:`attnyolo.cli.main` as attnyolo errors and are printed as one line.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -78,15 +76,10 @@ def _save_pt(model: Any, path: Path, meta: dict) -> None:
     import torch
     from ultralytics import __version__ as ultralytics_version
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        ckpt = {"model": model, "train_args": {}, "date": datetime.now(UTC).isoformat()}
-        torch.save({**ckpt, "version": ultralytics_version, "attnyolo": meta}, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    from attnyolo.atomic import write_atomically
+
+    ckpt = {"model": model, "train_args": {}, "date": datetime.now(UTC).isoformat()}
+    write_atomically(path, lambda tmp: torch.save({**ckpt, "version": ultralytics_version, "attnyolo": meta}, tmp))
 
 
 def transfer_command(
@@ -99,14 +92,13 @@ def transfer_command(
     per_tensor: bool = typer.Option(False, "--per-tensor", help="One table row per tensor instead of per layer."),
 ) -> None:
     """Build EDITED and fill it with BASE's weights through the insertion's index map; print the report."""
-    from torch import nn
-
     from attnyolo.checkpoints import load_checkpoint, save_safetensors
     from attnyolo.graph import build, load
+    from attnyolo.models import checkpoint_model
     from attnyolo.weights import transfer
 
     ckpt = load_checkpoint(base, trust=trust)
-    net = next((ckpt[k] for k in ("ema", "model") if isinstance(ckpt.get(k), nn.Module)), None)
+    net = checkpoint_model(ckpt)
     base_names = dict(getattr(net, "names", None) or {})
     if nc is None and net is not None and isinstance(getattr(net, "yaml", None), dict):
         nc = net.yaml.get("nc")

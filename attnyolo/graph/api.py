@@ -23,7 +23,7 @@ from typing import Any
 
 from attnyolo.graph import edit, placement
 from attnyolo.graph.channels import resolve_scale
-from attnyolo.graph.checks import check_attention_rows, check_hparams
+from attnyolo.graph.checks import check_attention_rows
 from attnyolo.graph.edit import IndexMap
 from attnyolo.graph.errors import PlacementError
 from attnyolo.graph.layers import METADATA_KEY, attention_name, layers, row_module
@@ -119,7 +119,7 @@ def insert(
     before_plan: dict[int, list] = {}
     for name, item_where, item_after, item_hparams in _items(attention, where, after, hparams):
         spec = describe(name)
-        check_hparams(spec, item_hparams)
+        spec.check_hparams(item_hparams)
         chosen = placement.resolve(cfg, item_where, item_after)
         args = [item_hparams] if item_hparams else []
         if not identity_start:  # the adapter's default is on: only "off" is written into the row
@@ -180,7 +180,7 @@ def replace(cfg: Base, old: int | str, new_attention: str, *, check: bool = True
     d = load(cfg)
     chosen = _select(d, old)
     spec = describe(new_attention)
-    check_hparams(spec, hparams)
+    spec.check_hparams(hparams)
     all_layers = layers(d)
     rows = {}
     for i in chosen:

@@ -29,7 +29,7 @@ from typing import Any
 
 from torch import nn
 
-from attnyolo.graph.checks import check_hparams, row_hparams
+from attnyolo.graph.checks import row_hparams
 from attnyolo.graph.errors import BuildError
 from attnyolo.graph.layers import ROW_PREFIX, attention_name, check_model, layers
 from attnyolo.registry import available, describe
@@ -166,7 +166,7 @@ def check_buildable(cfg: Mapping) -> None:
             raise BuildError(f"{where}: {e}") from None
         if layer.attention is not None:
             hparams, _ = row_hparams(layer.module, layer.args, f"{where}: ")
-            check_hparams(describe(layer.attention), hparams)
+            describe(layer.attention).check_hparams(hparams)
             continue
         for arg in layer.args:
             if isinstance(arg, str):

@@ -116,7 +116,7 @@ class AttentionLayer(nn.Module):
         self.attn = spec.create(c1, **hparams)
         if not identity_start:
             self.start = "off"
-        elif _starts_as_identity(self.attn, c1, _probe_batch(spec, hparams)):
+        elif _starts_as_identity(self.attn, c1, int(spec.frames(hparams) or 1)):
             self.start = "module"
         else:
             self.start = "gamma"
@@ -161,12 +161,6 @@ def _same_layout(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return y
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     return y.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-
-
-def _probe_batch(spec: Any, hparams: Mapping) -> int:
-    if not spec.needs_frames:
-        return 1
-    return int(hparams.get("frames", spec.preset.get("frames")) or 1)
 
 
 def _starts_as_identity(module: nn.Module, channels: int, batch: int) -> bool:

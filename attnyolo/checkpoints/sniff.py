@@ -32,8 +32,8 @@ def check_file(path: Path) -> int:
         shipped = _shipped_model_yaml(path)
         if shipped is not None:
             raise CheckpointError(
-                f"{path}: a model YAML (Ultralytics ships {shipped.name}), not a checkpoint: it holds an architecture "
-                f"and no weights; {EXPECTED} (attnyolo.build({path.name!r}) builds the untrained model)"
+                f"{path}: a model YAML (shipped with Ultralytics as {shipped.name}), not a checkpoint: it holds an "
+                f"architecture and no weights; {EXPECTED} (attnyolo.build({path.name!r}) builds the untrained model)"
             )
         raise CheckpointError(f"{path}: file not found")
     if not path.is_file():

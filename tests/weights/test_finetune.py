@@ -1,6 +1,6 @@
 """Fine-tuning with attention from a trained base checkpoint: transfer, identity start, gamma log, freezing, CLI.
 
-The base is a YOLOv8n trained on the embedded dataset once per session (``finetune_helpers.BASE_RECIPE``: enough
+The base is a YOLOv8n trained on the embedded dataset once per session (``weights_helpers.BASE_RECIPE``: enough
 epochs for non-zero metrics, so the metric comparison compares real numbers).
 """
 

@@ -4,7 +4,8 @@ Data flows one way: YAML (path, bare Ultralytics name, or dict) -> :func:`insert
 :class:`IndexMap`) -> :func:`build` (the task's Ultralytics model, zoo registered through
 :func:`register`). Submodules: :mod:`.layers` (rows and references), :mod:`.edit` (renumbering),
 :mod:`.placement` (where), :mod:`.channels` (channels per scale, as a table), :mod:`.checks`,
-:mod:`.yaml_io` (load/dump), :mod:`.ultralytics` (registration and build), :mod:`.errors`.
+:mod:`.yaml_io` (load/dump), :mod:`.names` (what a YAML may name: checked before Ultralytics builds it),
+:mod:`.ultralytics` (registration and build), :mod:`.errors`.
 """
 
 from attnyolo.graph.api import index_map, insert, remove, replace

@@ -11,7 +11,8 @@ of a ``.safetensors``) is therefore code. :func:`check_buildable` admits only wh
   ``torch.nn``;
 - modules (:func:`resolve_layer`): ``nn.<Layer>`` and ``torchvision.ops.<Layer>`` that are ``nn.Module``
   classes, Ultralytics layers (classes defined in ``ultralytics.nn.modules``; not model classes, losses or
-  functions), and attnyolo's ``ay_<name>`` adapters of zoo entries;
+  functions), attnyolo's ``ay_<name>`` adapters of zoo entries, and other layer classes attnyolo registers in
+  ``ultralytics.nn.tasks``;
 - string arguments: a Python literal (``'None'``) or a plain identifier (``nearest``, ``nc``), never an
   expression;
 - ``ay_<name>`` rows: ``[]``, ``[{hparams}]`` or ``[{hparams}, {options}]`` with hyper-parameters the zoo
@@ -34,7 +35,9 @@ from attnyolo.graph.errors import BuildError
 from attnyolo.graph.layers import ROW_PREFIX, attention_name, check_model, layers
 from attnyolo.registry import available, describe
 
-_ULTRALYTICS_LAYERS = "ultralytics.nn.modules."  # where every layer named by Ultralytics' own YAMLs is defined
+# Where layers that parse_model may find in its globals are defined: every layer named by Ultralytics' own YAMLs,
+# and the adapters attnyolo registers there (``ay_<name>``, and any other adapter of the engine).
+_LAYER_PACKAGES = ("ultralytics.nn.modules.", "attnyolo.")
 
 
 def _module_class(obj: Any) -> type[nn.Module] | None:
@@ -45,7 +48,7 @@ def _tasks_layer(name: str) -> type[nn.Module] | None:
     from ultralytics.nn import tasks
 
     cls = _module_class(vars(tasks).get(name))
-    return cls if cls is not None and cls.__module__.startswith(_ULTRALYTICS_LAYERS) else None
+    return cls if cls is not None and cls.__module__.startswith(_LAYER_PACKAGES) else None
 
 
 def resolve_layer(name: Any) -> type[nn.Module]:

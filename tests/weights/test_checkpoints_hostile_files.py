@@ -19,6 +19,8 @@ from weights_helpers import hostile_activation, yolov8n_cfg
 HERE = Path(__file__).parent
 LOADERS = ("load_safetensors_model", "load_checkpoint", "transfer", "finetune", "cli transfer", "cli finetune")
 FILES = ("activation.safetensors", "activation.pt", "nested-model.safetensors", "system.pt", "constructor.pt")
+pytestmark = pytest.mark.slow  # two child processes (~30 s); the same checks run in-process in test_names.py
+
 CASES = [(f, loader) for f in FILES for loader in LOADERS if f.endswith(".safetensors") or "safetensors" not in loader]
 
 

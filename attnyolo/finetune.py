@@ -54,11 +54,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from attnyolo.atomic import write_atomically
-from attnyolo.checkpoints import CheckpointError, check_model_yaml, load_checkpoint, safetensors_metadata
+from attnyolo.checkpoints import CheckpointError, check_model_yaml, load_checkpoint, safetensors_model_yaml
 from attnyolo.errors import AttnYoloError
 from attnyolo.graph.layers import METADATA_KEY, layers
 from attnyolo.models import checkpoint_model, unwrap
@@ -244,16 +243,8 @@ def _base_architecture(path: Path, ckpt: Mapping[str, Any], trust: bool) -> tupl
     net = checkpoint_model(ckpt)
     if net is not None:
         cfg, names = getattr(net, "yaml", None), getattr(net, "names", None)
-    else:
-        meta: dict = {}
-        try:
-            meta = safetensors_metadata(path) if path.suffix == ".safetensors" else {}
-        except CheckpointError:
-            meta = {}
-        try:
-            cfg = yaml.safe_load(meta["model_yaml"]) if "model_yaml" in meta else None
-        except yaml.YAMLError as e:
-            raise CheckpointError(f"{path}: corrupt model_yaml in the safetensors metadata ({e})") from e
+    else:  # load_checkpoint has read this file already: its header is valid
+        cfg = safetensors_model_yaml(path) if path.suffix == ".safetensors" else None
         names = None
     if not isinstance(cfg, dict):
         raise CheckpointError(

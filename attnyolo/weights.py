@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from attnyolo.checkpoints import check_model_yaml, load_checkpoint, safetensors_metadata
+from attnyolo.checkpoints import load_checkpoint, safetensors_model_yaml
 from attnyolo.errors import AttnYoloError
 from attnyolo.graph.edit import IndexMap
 from attnyolo.models import checkpoint_model, unwrap
@@ -169,8 +169,6 @@ def _state_dict_of(source: Any, trust: bool) -> tuple[dict[str, torch.Tensor], s
         cfg = _yaml_of_checkpoint(ckpt)
         if cfg is None and checkpoint_model(ckpt) is None:
             cfg = _yaml_of_safetensors(Path(source))
-        if isinstance(cfg, Mapping) and not trust:  # an architecture that would run code: a hostile file
-            check_model_yaml(name, cfg)
         return _state_dict_of_checkpoint(ckpt, name), name, cfg
     if isinstance(source, Mapping):
         return _state_dict_of_checkpoint(source, "the source dict"), "a state dict", _yaml_of_checkpoint(source)
@@ -190,14 +188,11 @@ def _yaml_of_checkpoint(ckpt: Mapping[str, Any]) -> Any:
 
 def _yaml_of_safetensors(path: Path) -> Any:
     """The architecture in an attnyolo ``.safetensors`` (``None`` for other files)."""
-    import yaml
-
     if path.suffix != ".safetensors":
         return None
     try:
-        text = safetensors_metadata(path).get("model_yaml")
-        return yaml.safe_load(text) if text else None
-    except (AttnYoloError, yaml.YAMLError):
+        return safetensors_model_yaml(path)
+    except AttnYoloError:
         return None
 
 

@@ -32,7 +32,7 @@ model YAML check), :mod:`.errors`.
 from attnyolo.checkpoints.errors import TRUST_HINT, CheckpointError
 from attnyolo.checkpoints.loading import check_model_yaml, load_checkpoint, load_safetensors_model
 from attnyolo.checkpoints.pickle_scan import MODULE_PREFIXES
-from attnyolo.checkpoints.safetensors_io import FORMAT, safetensors_metadata, save_safetensors
+from attnyolo.checkpoints.safetensors_io import FORMAT, safetensors_metadata, safetensors_model_yaml, save_safetensors
 
 __all__ = [
     "FORMAT",
@@ -43,5 +43,6 @@ __all__ = [
     "load_checkpoint",
     "load_safetensors_model",
     "safetensors_metadata",
+    "safetensors_model_yaml",
     "save_safetensors",
 ]

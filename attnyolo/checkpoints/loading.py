@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from attnyolo.checkpoints.errors import TRUST_HINT, CheckpointError
 from attnyolo.checkpoints.pickle_scan import allow_list, check_no_hooks, registered_globals, walk, zip_data_pkl
-from attnyolo.checkpoints.safetensors_io import read_header, read_tensors
+from attnyolo.checkpoints.safetensors_io import read_header, read_tensors, safetensors_model_yaml
 from attnyolo.checkpoints.sniff import ZIP_MAGIC, check_file, looks_like_safetensors, read_head, unrecognised
 
 _load_lock = threading.Lock()  # the weights_only allow-list is process-global: one safe load at a time
@@ -86,7 +85,7 @@ def load_checkpoint(path: str | os.PathLike, *, trust: bool = False) -> dict:
         return _as_checkpoint_dict(path, obj)
     if path.suffix == ".safetensors" or looks_like_safetensors(head, size):
         if not trust:
-            _model_yaml_of_metadata(path, size)
+            _checked_model_yaml(path)
         return read_tensors(path, size)
     if head[:1] == b"\x80":  # pickle protocol marker: a raw pickle or a pre-1.6 torch file
         if trust:
@@ -114,16 +113,11 @@ def check_model_yaml(path: str | os.PathLike, cfg: Any) -> None:
         raise CheckpointError(f"{path}: refused model YAML: {e}") from None
 
 
-def _model_yaml_of_metadata(path: Path, size: int) -> dict | None:
+def _checked_model_yaml(path: Path) -> Any:
     """The checked ``model_yaml`` of a safetensors file's metadata, or ``None`` when it has none."""
-    meta = read_header(path, size).get("__metadata__", {})
-    if "model_yaml" not in meta:
-        return None
-    try:
-        cfg = yaml.safe_load(meta["model_yaml"])
-    except yaml.YAMLError as e:
-        raise CheckpointError(f"{path}: corrupt model_yaml in the safetensors metadata ({e})") from e
-    check_model_yaml(path, cfg)
+    cfg = safetensors_model_yaml(path)
+    if cfg is not None:
+        check_model_yaml(path, cfg)
     return cfg
 
 
@@ -146,7 +140,7 @@ def load_safetensors_model(path: str | os.PathLike) -> nn.Module:
         raise CheckpointError(f"{path}: a .pt checkpoint, not a safetensors model; use load_checkpoint or transfer()")
     if path.suffix != ".safetensors" and not looks_like_safetensors(head, size):
         raise unrecognised(path, head)
-    cfg = _model_yaml_of_metadata(path, size)
+    cfg = _checked_model_yaml(path)
     meta = read_header(path, size).get("__metadata__", {})
     if cfg is None:
         raise CheckpointError(

@@ -63,6 +63,22 @@ def safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
     return dict(read_header(path, size).get("__metadata__", {}))
 
 
+def safetensors_model_yaml(path: str | os.PathLike) -> Any:
+    """The architecture :func:`save_safetensors` stored in a file's metadata (``model_yaml``, parsed), or ``None``
+    when the file has none. Not checked: :func:`attnyolo.checkpoints.check_model_yaml` does that before a build.
+
+    Raises:
+        CheckpointError: a damaged file or a ``model_yaml`` that is not valid YAML.
+    """
+    meta = safetensors_metadata(path)
+    if "model_yaml" not in meta:
+        return None
+    try:
+        return yaml.safe_load(meta["model_yaml"])
+    except yaml.YAMLError as e:
+        raise CheckpointError(f"{path}: corrupt model_yaml in the safetensors metadata ({e})") from e
+
+
 def read_tensors(path: Path, size: int) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file

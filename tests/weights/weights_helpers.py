@@ -67,19 +67,8 @@ def train_tiny(data: Path, project: Path) -> tuple[Path, Path]:
     mid = project / "mid_training_last.pt"
     model = YOLO("yolov8n.yaml")
     model.add_callback("on_model_save", lambda trainer: shutil.copyfile(trainer.last, mid))
-    model.train(
-        data=str(data),
-        epochs=1,
-        imgsz=64,
-        fraction=0.05,
-        workers=0,
-        device="cpu",
-        project=str(project),
-        name="train",
-        plots=False,
-        val=False,
-        verbose=False,
-    )
+    model.train(data=str(data), epochs=1, imgsz=64, fraction=0.05, val=False, project=str(project), name="train",
+                **QUIET_CPU)  # fmt: skip
     return project / "train" / "weights" / "best.pt", mid
 
 
@@ -105,39 +94,16 @@ def payloads(marker: Path) -> dict[str, tuple[object, str]]:
 # Enough training for YOLOv8n from scratch to find some blood cells (mAP50 > 0 on the embedded val split), so
 # "the identity start's metrics equal the base's" compares real numbers, not zeros: one epoch at any size the
 # suite can afford leaves every metric at 0. Deterministic (Ultralytics' seed=0, deterministic=True).
-BASE_RECIPE = dict(
-    epochs=6,
-    imgsz=96,
-    batch=8,
-    optimizer="AdamW",
-    lr0=0.005,
-    warmup_epochs=0,
-    seed=0,
-    workers=0,
-    device="cpu",
-    plots=False,
-    val=False,
-    verbose=False,
-)
-VAL_ARGS = dict(imgsz=96, batch=16, workers=0, device="cpu", plots=False, verbose=False)
+QUIET_CPU = dict(workers=0, device="cpu", plots=False, verbose=False)
+"""Every Ultralytics call in these tests: CPU, no loader workers, no plots, no log."""
+BASE_RECIPE = dict(epochs=6, imgsz=96, batch=8, optimizer="AdamW", lr0=0.005, warmup_epochs=0, seed=0, val=False,
+                   **QUIET_CPU)  # fmt: skip
+VAL_ARGS = dict(imgsz=96, batch=16, **QUIET_CPU)
 
 # Fine-tuning runs in the tests: a few images, one optimiser step per batch (nbs=batch), no warm-up (whose first
 # step has learning rate 0), so that two epochs really move the weights.
-TINY_RUN = dict(
-    imgsz=64,
-    fraction=0.05,
-    batch=4,
-    nbs=4,
-    warmup_epochs=0,
-    optimizer="AdamW",
-    lr0=0.01,
-    workers=0,
-    device="cpu",
-    plots=False,
-    val=False,
-    verbose=False,
-    exist_ok=True,
-)
+TINY_RUN = dict(imgsz=64, fraction=0.05, batch=4, nbs=4, warmup_epochs=0, optimizer="AdamW", lr0=0.01, val=False,
+                exist_ok=True, **QUIET_CPU)  # fmt: skip
 
 
 def shared_base(data: Path, root: Path) -> Path:

@@ -61,8 +61,10 @@ def load_checkpoint(path: str | os.PathLike, *, trust: bool = False) -> dict:
         The checkpoint dict, all tensors on the CPU.
 
     Raises:
-        CheckpointError: missing, empty, truncated or corrupted file; not a checkpoint; or (safe mode) a
-            checkpoint that references globals outside the allow-list. The message names the file.
+        CheckpointError: missing, empty, truncated or corrupted file; not a checkpoint (the message names the
+            format when it is a known other one); or (safe mode) a checkpoint that references globals outside the
+            allow-list, carries hooks, or holds a model YAML that Ultralytics would turn into code
+            (:func:`check_model_yaml`). The message names the file and the refused value.
     """
     path = Path(path)
     size = check_file(path)

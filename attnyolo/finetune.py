@@ -56,12 +56,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
-from attnyolo.checkpoints import CheckpointError, _check_model_yaml, load_checkpoint, safetensors_metadata
+from attnyolo.atomic import write_atomically
+from attnyolo.checkpoints import CheckpointError, check_model_yaml, load_checkpoint, safetensors_model_yaml
 from attnyolo.errors import AttnYoloError
 from attnyolo.graph.layers import METADATA_KEY, layers
+from attnyolo.models import checkpoint_model, unwrap
 from attnyolo.weights import TransferError, TransferReport, transfer
 
 GAMMA_CSV = "attnyolo_gamma.csv"
@@ -116,7 +117,7 @@ def gamma_values(model: Any) -> list[tuple[int | str, str, float]]:
     def has_gamma(m: nn.Module) -> bool:
         return isinstance(m, AttentionLayer) and getattr(m, "gamma", None) is not None
 
-    net = _unwrap(model)
+    net = unwrap(model)
     out: list[tuple[int | str, str, float]] = []
     for i, layer in enumerate(getattr(net, "model", [])):
         found = [(i, layer)] if has_gamma(layer) else []
@@ -131,15 +132,6 @@ def _row_order(key: tuple[int, int | str]) -> tuple[int, int, str]:
     return epoch, int(str(layer).split(".")[0]), str(layer)
 
 
-def _unwrap(model: Any) -> nn.Module:
-    from ultralytics.engine.model import Model
-    from ultralytics.utils.torch_utils import unwrap_model
-
-    if isinstance(model, Model):
-        model = model.model
-    return unwrap_model(model)
-
-
 def _is_main_process() -> bool:
     from ultralytics.utils import RANK
 
@@ -148,15 +140,14 @@ def _is_main_process() -> bool:
 
 def _write_csv(path: Path, rows: list[tuple]) -> None:
     """Rewrite ``path`` atomically: a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(GAMMA_COLUMNS)
             writer.writerows(rows)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+
+    write_atomically(path, write)
 
 
 def _fmt(value: float | None) -> str:
@@ -236,7 +227,7 @@ class FreezeTransferred:
         self._norms: list[nn.Module] = []
 
     def _collect(self, trainer: Any) -> None:
-        net = _unwrap(trainer.model)
+        net = unwrap(trainer.model)
         self._params = [(p, p.requires_grad) for k, p in net.named_parameters() if k in self.keys]
         self._norms = [
             m
@@ -263,19 +254,11 @@ class FreezeTransferred:
 
 def _base_architecture(path: Path, ckpt: Mapping[str, Any], trust: bool) -> tuple[dict, dict | None]:
     """The base model's YAML dict and its class names, from the checkpoint's model or a safetensors' metadata."""
-    net = next((ckpt[k] for k in ("ema", "model") if isinstance(ckpt.get(k), nn.Module)), None)
+    net = checkpoint_model(ckpt)
     if net is not None:
         cfg, names = getattr(net, "yaml", None), getattr(net, "names", None)
-    else:
-        meta: dict = {}
-        try:
-            meta = safetensors_metadata(path) if path.suffix == ".safetensors" else {}
-        except CheckpointError:
-            meta = {}
-        try:
-            cfg = yaml.safe_load(meta["model_yaml"]) if "model_yaml" in meta else None
-        except yaml.YAMLError as e:
-            raise CheckpointError(f"{path}: corrupt model_yaml in the safetensors metadata ({e})") from e
+    else:  # load_checkpoint has read this file already: its header is valid
+        cfg = safetensors_model_yaml(path) if path.suffix == ".safetensors" else None
         names = None
     if not isinstance(cfg, dict):
         raise CheckpointError(
@@ -283,7 +266,7 @@ def _base_architecture(path: Path, ckpt: Mapping[str, Any], trust: bool) -> tupl
             "finetune needs a checkpoint saved by Ultralytics training or by attnyolo.save_safetensors"
         )
     if not trust:  # parse_model would eval() an activation string and look names up in its module globals
-        _check_model_yaml(path, cfg)
+        check_model_yaml(path, cfg)
     return dict(cfg), dict(names) if isinstance(names, Mapping) else None
 
 
@@ -320,7 +303,7 @@ def _check_left_behind(report: TransferReport, head: int, nc_base: Any, nc: int)
 
 def _start_checker(expected: dict[str, torch.Tensor]):
     def check(trainer: Any) -> None:
-        state = _unwrap(trainer.model).state_dict()
+        state = unwrap(trainer.model).state_dict()
         missing = sorted(set(expected) - set(state))
         changed = [k for k in expected if k in state and not torch.equal(state[k].detach().cpu(), expected[k])]
         if missing or changed:

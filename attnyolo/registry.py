@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
+
+from attnyolo.errors import AttnYoloError
 
 # The survey's taxonomy (Guo et al., "Attention mechanisms in computer vision: a survey", 2022),
 # with self-attention as its own family as in the brief.
@@ -32,6 +34,10 @@ class UnknownModuleError(KeyError, ValueError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])
+
+
+class HyperparameterError(AttnYoloError):
+    """Hyper-parameters a zoo module does not take, or lacks (a temporal module without ``frames``)."""
 
 
 @dataclass(frozen=True)
@@ -92,17 +98,32 @@ class ModuleSpec:
         out.update(self.preset)
         return out
 
-    def create(self, channels: int, **hparams: Any) -> nn.Module:
-        """Build the module for ``channels`` input channels; unknown hyper-parameters raise ``ValueError``."""
+    def frames(self, hparams: Mapping[str, Any]) -> int | None:
+        """The clip length ``T`` that ``hparams`` (or the preset) give a temporal module; ``None`` for other
+        modules or when it is missing. Inputs are then clips stacked as ``(B*T, C, H, W)``."""
+        if not self.needs_frames:
+            return None
+        return hparams.get("frames", self.preset.get("frames"))
+
+    def check_hparams(self, hparams: Mapping[str, Any]) -> None:
+        """Raise :class:`HyperparameterError` for names this module does not take, or a temporal module's missing
+        ``frames`` (values are checked by the constructor, which raises ``ValueError`` naming the parameter)."""
         allowed = set(self.defaults)
         unknown = sorted(set(hparams) - allowed)
         if unknown:
-            raise ValueError(
+            raise HyperparameterError(
                 f"{self.name!r} has no hyper-parameter {', '.join(map(repr, unknown))}; "
                 f"it takes {', '.join(sorted(allowed)) or 'none'}"
             )
-        if self.needs_frames and hparams.get("frames", self.preset.get("frames")) is None:
-            raise ValueError(f"{self.name!r} is a temporal module: pass frames=T (clip length)")
+        if self.needs_frames and self.frames(hparams) is None:
+            raise HyperparameterError(
+                f"{self.name!r} is a temporal module: pass frames=T (clip length; the batch is B*T frames)"
+            )
+
+    def create(self, channels: int, **hparams: Any) -> nn.Module:
+        """Build the module for ``channels`` input channels; bad hyper-parameter names raise
+        :class:`HyperparameterError` (see :meth:`check_hparams`)."""
+        self.check_hparams(hparams)
         return self.cls(channels, **{**self.preset, **hparams})
 
 

@@ -32,10 +32,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from attnyolo.checkpoints import _unwrap, load_checkpoint, safetensors_metadata
+from attnyolo.checkpoints import load_checkpoint, safetensors_metadata, safetensors_model_yaml
 from attnyolo.errors import AttnYoloError
 from attnyolo.graph.align import align_layers
 from attnyolo.graph.edit import IndexMap
+from attnyolo.models import checkpoint_model, unwrap
 
 _LAYER_KEY = re.compile(r"^model\.(\d+)\.(.+)$")
 
@@ -198,12 +199,12 @@ def load_source(source: Any, *, trust: bool = False) -> TransferSource:
     if isinstance(source, (str, os.PathLike)):
         name = str(source)
         ckpt = load_checkpoint(Path(source), trust=trust)
-        net = _module_of(ckpt)
+        net = checkpoint_model(ckpt)
         cfg = getattr(net, "yaml", None) if net is not None else _yaml_of_safetensors(Path(source))
         names = getattr(net, "names", None) if net is not None else _names_of_safetensors(Path(source))
         return TransferSource(_state_dict_of_checkpoint(ckpt, name), name, cfg, _as_names(names))
     if isinstance(source, Mapping):
-        net = _module_of(source)
+        net = checkpoint_model(source)
         return TransferSource(
             _state_dict_of_checkpoint(source, "the source dict"),
             "a state dict",
@@ -211,7 +212,7 @@ def load_source(source: Any, *, trust: bool = False) -> TransferSource:
             _as_names(getattr(net, "names", None)),
         )
     try:
-        net = _unwrap(source)
+        net = unwrap(source)
     except TypeError as e:
         raise TransferError(
             f"cannot transfer from a {type(source).__name__}: expected a checkpoint path (.pt, .safetensors), a "
@@ -220,10 +221,6 @@ def load_source(source: Any, *, trust: bool = False) -> TransferSource:
     return TransferSource(
         dict(net.state_dict()), type(net).__name__, getattr(net, "yaml", None), _as_names(getattr(net, "names", None))
     )
-
-
-def _module_of(ckpt: Mapping[str, Any]) -> nn.Module | None:
-    return next((ckpt[k] for k in ("ema", "model") if isinstance(ckpt.get(k), nn.Module)), None)
 
 
 def _as_names(names: Any) -> dict | None:
@@ -243,31 +240,23 @@ def _names_of_safetensors(path: Path) -> dict | None:
 
 
 def _yaml_of_checkpoint(ckpt: Mapping[str, Any]) -> Any:
-    for key in ("ema", "model"):
-        value = ckpt.get(key)
-        if isinstance(value, nn.Module):
-            return getattr(value, "yaml", None)
-    return None
+    return getattr(checkpoint_model(ckpt), "yaml", None)
 
 
 def _yaml_of_safetensors(path: Path) -> Any:
     """The architecture in an attnyolo ``.safetensors`` (``None`` for other files)."""
-    import yaml
-
     if path.suffix != ".safetensors":
         return None
     try:
-        text = safetensors_metadata(path).get("model_yaml")
-        return yaml.safe_load(text) if text else None
-    except (AttnYoloError, yaml.YAMLError):
+        return safetensors_model_yaml(path)
+    except AttnYoloError:
         return None
 
 
 def _state_dict_of_checkpoint(ckpt: Mapping[str, Any], name: str) -> dict[str, torch.Tensor]:
-    for key in ("ema", "model"):  # Ultralytics prefers the EMA weights when a checkpoint has both
-        value = ckpt.get(key)
-        if isinstance(value, nn.Module):
-            return dict(value.state_dict())
+    net = checkpoint_model(ckpt)  # the EMA weights when a checkpoint has both, as Ultralytics
+    if net is not None:
+        return dict(net.state_dict())
     for key in ("model", "state_dict"):
         value = ckpt.get(key)
         if isinstance(value, Mapping) and value and all(isinstance(v, torch.Tensor) for v in value.values()):
@@ -471,7 +460,7 @@ def transfer(
     """
     from ultralytics.utils.torch_utils import intersect_dicts
 
-    net = _unwrap(model)
+    net = unwrap(model)
     checked_map = _check_index_map(index_map)
     loaded = source if isinstance(source, TransferSource) else load_source(source, trust=trust)
     src, name, source_cfg = loaded.state, loaded.name, loaded.cfg

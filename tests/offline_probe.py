@@ -1,4 +1,4 @@
-"""Run in a subprocess by test_offline.py: block every network call, then train, validate, predict
+"""Run in a subprocess by test_runtime_offline.py: block every network call, then train, validate, predict
 and export a nano model on the embedded data. Prints one JSON line with every attempted connection.
 
 Import order is the point of this file (guard first, then attnyolo, then Ultralytics): keep isort away.

@@ -23,7 +23,7 @@ from attnyolo.errors import AttnYoloError, one_line
 from attnyolo.graph import api
 from attnyolo.graph.channels import layer_channels, resolve_scale
 from attnyolo.graph.checks import probe, row_hparams
-from attnyolo.graph.errors import GraphError, UnknownModuleError
+from attnyolo.graph.errors import GraphError, HyperparameterError, UnknownModuleError
 from attnyolo.graph.inside import inner_params, inside_rows, option_of
 from attnyolo.graph.layers import attention_name, is_yolov5_original, layers
 from attnyolo.graph.yaml_io import dump, flow, guess_scale, load
@@ -203,7 +203,7 @@ def insert_command(
                 if before is not None:
                     delta = sum(params) - sum(before)
                     console.print(f"params {sum(before):,} -> {sum(params):,} (+{delta:,})")
-    except (GraphError, UnknownModuleError) as e:
+    except (GraphError, UnknownModuleError, HyperparameterError) as e:
         _fail(e)
     if output == "-":
         typer.echo(text, nl=False)

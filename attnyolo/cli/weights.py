@@ -11,8 +11,6 @@ reach :func:`attnyolo.cli.main` as attnyolo errors and are printed as one line.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -81,15 +79,10 @@ def _save_pt(model: Any, path: Path, meta: dict) -> None:
     import torch
     from ultralytics import __version__ as ultralytics_version
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        ckpt = {"model": model, "train_args": {}, "date": datetime.now(UTC).isoformat()}
-        torch.save({**ckpt, "version": ultralytics_version, "attnyolo": meta}, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    from attnyolo.atomic import write_atomically
+
+    ckpt = {"model": model, "train_args": {}, "date": datetime.now(UTC).isoformat()}
+    write_atomically(path, lambda tmp: torch.save({**ckpt, "version": ultralytics_version, "attnyolo": meta}, tmp))
 
 
 def transfer_command(

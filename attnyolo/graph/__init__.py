@@ -5,6 +5,7 @@ Data flows one way: YAML (path, bare Ultralytics name, or dict) -> :func:`insert
 :func:`register`). Submodules: :mod:`.layers` (rows and references), :mod:`.edit` (renumbering),
 :mod:`.placement` (where), :mod:`.inside` and :mod:`.inside_modules` (attention inside blocks),
 :mod:`.channels` (channels per scale, as a table), :mod:`.checks`, :mod:`.yaml_io` (load/dump),
+:mod:`.names` (what a YAML may name: checked before Ultralytics builds it),
 :mod:`.ultralytics` (registration and build), :mod:`.errors`.
 """
 

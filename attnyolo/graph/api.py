@@ -28,7 +28,7 @@ from typing import Any
 from attnyolo.graph import edit, placement
 from attnyolo.graph import inside as inside_edits
 from attnyolo.graph.channels import resolve_scale
-from attnyolo.graph.checks import check_attention_rows, check_hparams
+from attnyolo.graph.checks import check_attention_rows
 from attnyolo.graph.edit import IndexMap
 from attnyolo.graph.errors import PlacementError
 from attnyolo.graph.layers import METADATA_KEY, attention_name, layers, row_module
@@ -135,7 +135,7 @@ def insert(
         spec = describe(name)
         if item_inside:
             inside_edits.refuse_temporal(spec, "inside blocks")
-        check_hparams(spec, item_hparams)
+        spec.check_hparams(item_hparams)
         chosen = placement.resolve(cfg, item_where, item_after)
         if item_inside:
             cfg = _put_inside(cfg, chosen, item_where, spec.name, item_hparams, identity_start)
@@ -219,7 +219,7 @@ def replace(cfg: Base, old: int | str, new_attention: str, *, check: bool = True
     d = load(cfg)
     chosen, chosen_inner = _select(d, old)
     spec = describe(new_attention)
-    check_hparams(spec, hparams)
+    spec.check_hparams(hparams)
     d = inside_edits.swap(d, chosen_inner, spec.name, hparams)
     all_layers = layers(d)
     rows = {}

@@ -3,7 +3,8 @@
 For each attention row and each scale: the layer it reads must output one feature map; the zoo module is
 created for that layer's channel count (so channel constraints such as "divisible by groups" and missing
 ``frames`` surface here); and a small forward pass must return the input's shape. Failures are one-line
-:class:`ShapeError` / :class:`HyperparameterError` messages naming the layer, the scale and the channels.
+:class:`ShapeError` / :class:`~attnyolo.registry.HyperparameterError` messages naming the layer, the scale
+and the channels.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 
 from attnyolo.graph.channels import FEATURE, layer_channels, scale_names
-from attnyolo.graph.errors import HyperparameterError, ModelYAMLError, ShapeError
+from attnyolo.graph.errors import ModelYAMLError, ShapeError
 from attnyolo.graph.hints import hint
 from attnyolo.registry import ModuleSpec, describe
 
@@ -30,21 +31,6 @@ def row_hparams(module: str, args: Any, where: str = "") -> tuple[dict, dict]:
     hparams = dict(args[0]) if args else {}
     options = dict(args[1]) if len(args) > 1 else {}
     return hparams, options
-
-
-def check_hparams(spec: ModuleSpec, hparams: Mapping[str, Any]) -> None:
-    """Raise :class:`HyperparameterError` for hyper-parameters ``spec`` does not take, or a missing ``frames``."""
-    allowed = set(spec.defaults)
-    unknown = sorted(set(hparams) - allowed)
-    if unknown:
-        raise HyperparameterError(
-            f"{spec.name!r} has no hyper-parameter {', '.join(map(repr, unknown))}; "
-            f"it takes {', '.join(sorted(allowed)) or 'none'}"
-        )
-    if spec.needs_frames and hparams.get("frames", spec.preset.get("frames")) is None:
-        raise HyperparameterError(
-            f"{spec.name!r} is a temporal module: pass frames=T (clip length; the batch is B*T frames)"
-        )
 
 
 def _frozen(x: Any) -> Any:
@@ -79,7 +65,7 @@ def probe(
     key = (spec.name, _frozen(dict(hparams)), channels)
     if key in _PROBED:
         return n_params
-    batch = int(hparams.get("frames", spec.preset.get("frames", 1)) or 1) if spec.needs_frames else 1
+    batch = int(spec.frames(hparams) or 1)  # a temporal module needs whole clips
     x = torch.randn(batch, channels, *PROBE_SIZE)
     try:
         with torch.no_grad():
@@ -109,7 +95,7 @@ def check_attention_rows(cfg: Mapping, scales: Iterable[str | None] | None = Non
         where = f"layer {x.index}: "
         spec = describe(attention_name(x.module))
         hparams, _ = row_hparams(x.module, x.args, where)
-        check_hparams(spec, hparams)
+        spec.check_hparams(hparams)
         if isinstance(x.from_, list):
             raise ModelYAMLError(f"{where}{x.module} reads one layer; its 'from' must be an int, got {x.from_!r}")
         specs[x.index] = (spec, hparams)

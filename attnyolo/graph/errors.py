@@ -2,15 +2,16 @@
 
 Every class derives from :class:`GraphError` (attnyolo's ``AttnYoloError``, a ``ValueError``), so a caller
 (the CLI) catches one type and prints its message; nothing here should surface as a traceback from deep
-inside Ultralytics. An unknown attention name raises the registry's
-:class:`attnyolo.registry.UnknownModuleError` (it lists the closest names); it is re-exported here so
-``except (GraphError, UnknownModuleError)`` covers the engine.
+inside Ultralytics. An unknown attention name or hyper-parameter raises the registry's
+:class:`attnyolo.registry.UnknownModuleError` (it lists the closest names) or
+:class:`attnyolo.registry.HyperparameterError` (the one check, shared by ``create`` and the engine); they are
+re-exported here so ``except (GraphError, UnknownModuleError, HyperparameterError)`` covers the engine.
 """
 
 from __future__ import annotations
 
 from attnyolo.errors import AttnYoloError
-from attnyolo.registry import UnknownModuleError
+from attnyolo.registry import HyperparameterError, UnknownModuleError
 
 
 class GraphError(AttnYoloError):
@@ -36,10 +37,6 @@ class ScaleError(GraphError):
 class ShapeError(GraphError):
     """An attention that cannot sit at that place: wrong channel count for its constraints, a layer whose output
     is not one feature map, or a module whose output shape differs from its input."""
-
-
-class HyperparameterError(GraphError):
-    """Hyper-parameters a zoo module does not take, or lacks (a temporal module without ``frames``)."""
 
 
 class BuildError(GraphError):

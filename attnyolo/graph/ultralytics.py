@@ -52,7 +52,6 @@ key matching) sets ``gamma = 1``, i.e. the attention applied fully as it was tra
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 import sys
 from collections.abc import Mapping
@@ -121,7 +120,7 @@ class AttentionLayer(nn.Module):
         self.attn = spec.create(c1, **hparams)
         if not identity_start:
             self.start = "off"
-        elif _starts_as_identity(self.attn, c1, _probe_batch(spec, hparams)):
+        elif _starts_as_identity(self.attn, c1, int(spec.frames(hparams) or 1)):
             self.start = "module"
         else:
             self.start = "gamma"
@@ -171,12 +170,6 @@ def _same_layout(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return y
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     return y.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-
-
-def _probe_batch(spec: Any, hparams: Mapping) -> int:
-    if not spec.needs_frames:
-        return 1
-    return int(hparams.get("frames", spec.preset.get("frames")) or 1)
 
 
 def _starts_as_identity(module: nn.Module, channels: int, batch: int) -> bool:
@@ -358,32 +351,6 @@ def model_class(cfg: Mapping) -> type[nn.Module]:
     return getattr(tasks, name)
 
 
-def _check_modules(cfg: Mapping) -> None:
-    tasks = _tasks()
-    known = [k for k, v in vars(tasks).items() if isinstance(v, type)]
-    for layer in layers(cfg):
-        m = layer.module
-        if attention_name(m) is not None:
-            adapter_class(attention_name(m))
-            continue
-        if m.startswith("nn."):
-            ok = isinstance(getattr(nn, m[3:], None), type)
-        elif m.startswith("torchvision.ops."):
-            import torchvision
-
-            ok = hasattr(torchvision.ops, m[16:])
-        else:
-            ok = isinstance(getattr(tasks, m, None), type)
-        if not ok:
-            zoo = [class_name(a) for a in available()]
-            close = difflib.get_close_matches(m, known, n=3, cutoff=0.6)
-            close += difflib.get_close_matches(ROW_PREFIX + m.lower(), zoo, n=2, cutoff=0.8)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise BuildError(
-                f"layer {layer.index}: module {m!r} is neither an Ultralytics, torch nor attnyolo module{hint}"
-            )
-
-
 def build(cfg: Any, nc: int | None = None, scale: str | None = None, verbose: bool = False, ch: int = 3) -> nn.Module:
     """Build the task's Ultralytics model (``DetectionModel``, ``SegmentationModel``...) from a model YAML.
 
@@ -393,19 +360,28 @@ def build(cfg: Any, nc: int | None = None, scale: str | None = None, verbose: bo
         scale: ``"n"``, ``"s"``... (default: the YAML's ``scale``, else its first scale).
         verbose: print Ultralytics' layer table.
         ch: input channels.
+
+    Raises:
+        GraphError: a YAML that is not a model, names what is not a layer, or an activation or argument that is
+            an expression (:func:`attnyolo.graph.names.check_buildable`); ``nc`` that is not an integer >= 1.
     """
     from attnyolo.graph.channels import resolve_scale
     from attnyolo.graph.checks import check_attention_rows
+    from attnyolo.graph.names import check_buildable
     from attnyolo.graph.yaml_io import load
 
     d = load(cfg, scale=scale)
+    classes = nc if nc is not None else d.get("nc")
+    if classes is not None and (isinstance(classes, bool) or not isinstance(classes, int) or classes < 1):
+        where = "nc" if nc is not None else "the YAML's nc"
+        raise BuildError(f"{where} (number of classes) must be an integer >= 1, got {classes!r}")
     if is_yolov5_original(d):
         raise BuildError(
             "this is the original YOLOv5 format (anchors:, Detect [nc, anchors]): attnyolo edits it, but Ultralytics "
             "builds only its YOLOv5u YAMLs (yolov5nu.yaml...); build it with the yolov5 repository's own code"
         )
     register()
-    _check_modules(d)
+    check_buildable(d)
     sc = resolve_scale(d, scale)
     if sc.name:
         d["scale"] = sc.name  # explicit, so parse_model does not warn and guess

@@ -135,6 +135,18 @@ def test_pickled_module_carrying_a_hook_is_refused(tmp_path):
         load_checkpoint(tmp_path / "hooked.pt")
 
 
+def test_pickled_module_whose_instance_overrides_forward_is_refused(tmp_path):
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.SiLU())
+    model[0].forward = nn.Identity  # an allow-listed class in the instance dict: conv(x) would call it instead
+    torch.save({"model": model}, tmp_path / "override.pt")
+    with pytest.raises(
+        CheckpointError, match=r"override\.pt: refused to load: module Conv2d 0 carries a forward override"
+    ):
+        load_checkpoint(tmp_path / "override.pt")
+    trusted = load_checkpoint(tmp_path / "override.pt", trust=True)  # the override is really in the file
+    assert trusted["model"][0].__dict__["forward"] is nn.Identity
+
+
 # -------------------------------------------------------------------------------------------- damaged files
 
 
@@ -174,7 +186,7 @@ def test_flipped_byte_inside_a_tensor_is_reported_as_corrupted(tmp_path):
 
 def test_random_bytes_are_not_a_checkpoint(tmp_path):
     (tmp_path / "noise.pt").write_bytes(bytes(range(7, 256)) * 4)
-    with pytest.raises(CheckpointError, match=r"noise\.pt: not a checkpoint \(unrecognised format"):
+    with pytest.raises(CheckpointError, match=r"noise\.pt: not a checkpoint \(unrecognised format.*Recognised formats"):
         load_checkpoint(tmp_path / "noise.pt")
 
 

@@ -106,7 +106,7 @@ def test_yaml_layer_that_names_a_function_is_refused(tmp_path):
     model = build(yolov8n_cfg())
     model.yaml["head"][0] = [-1, 1, "torch_load", ["/some/other.pt"]]  # a global of ultralytics.nn.tasks
     path = save_safetensors(model, tmp_path / "fn.safetensors")
-    with pytest.raises(CheckpointError, match=r"layer 10 names 'torch_load', which is not a known layer"):
+    with pytest.raises(CheckpointError, match=r"layer 10: module 'torch_load' is neither an Ultralytics"):
         load_safetensors_model(path)
 
 

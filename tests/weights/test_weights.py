@@ -174,3 +174,25 @@ def test_report_table_per_tensor_has_one_row_per_tensor():
     report = transfer(target, base, INSERT_AFTER_10)
     table = report.as_table(per_tensor=True)
     assert table.row_count == len(report.transferred) + len(report.skipped) + len(report.newly_initialised) == 360
+
+
+@pytest.mark.parametrize("form", ["dict", ".pt"])
+def test_checkpoint_with_model_and_ema_gives_the_ema_weights_and_architecture(tmp_path, form):
+    """Ultralytics prefers ``ema``: its weights, and its architecture for aligning the layers, not ``model``'s."""
+    ema = build(yolov8n_cfg(), seed=1)  # the base architecture: aligned with the target, layers after 10 move
+    model = build(edited_cfg(IDENTITY_ROW), seed=2)  # another architecture (keys already shifted) and weights
+    source = {"model": model, "ema": ema}  # "model" first: the order of the keys must not decide
+    if form == ".pt":
+        torch.save(source, tmp_path / "both.pt")
+        source = tmp_path / "both.pt"
+    target = build(edited_cfg([-1, 1, "ay_se", []]), seed=3)  # the base with an attention row: alignable
+
+    report = transfer(target, source)
+
+    assert report.index_map_source == "aligned" and report.index_map == INSERT_AFTER_10
+    assert len(report.transferred) == report.source_total == len(ema.state_dict())
+    ema_sd, model_sd, after = ema.state_dict(), model.state_dict(), target.state_dict()
+    for src, dst in report.transferred:
+        assert torch.equal(after[dst], ema_sd[src])
+    floats = [k for k in model_sd if model_sd[k].is_floating_point()]
+    assert floats and all(not torch.equal(after[k], model_sd[k]) for k in floats)  # nothing came from "model"

@@ -275,7 +275,7 @@ def run_one(task: Mapping[str, Any], on_epoch: Callable[[str, int, int], None] |
 
     train_args = yaml.safe_load((save_dir / "args.yaml").read_text())
     imgsz = int(train_args.get("imgsz", 640))
-    stats, metrics = valstats.collect(
+    stats, metrics = valstats.collect_with_metrics(
         best, grid.data, imgsz, batch=int(train_args.get("batch", 16)), device=str(train_args.get("device") or "cpu")
     )
     valstats.save(save_dir / VAL_STATS, stats)

@@ -34,19 +34,25 @@ def _states(db: Path) -> dict[str, str]:
 
 
 def _wait_until_training(folder: Path, proc: subprocess.Popen, timeout: float = 240) -> str:
-    """The id of a run that is training while at least one run is done (polling the database read-only)."""
+    """The id of a run inside its training epoch (its trainer started, no epoch finished) while at least one
+    run is done, found by polling the database read-only and the run folders."""
     deadline = time.monotonic() + timeout
+    settled: str | None = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"the grid ended (rc {proc.returncode}) before it could be killed")
         states = _states(folder / "ablate.sqlite")
         running = [r for r, s in states.items() if s == "running"]
-        if running and "done" in states.values():
-            args = folder / "runs" / running[0] / "args.yaml"  # the trainer has started this run
-            if args.is_file():
-                time.sleep(2.0)  # past the data loaders: inside the epoch
-                return running[0]
-        time.sleep(0.3)
+        run = folder / "runs" / running[0] if running else None
+        training = run is not None and (run / "args.yaml").is_file() and not (run / "results.csv").exists()
+        if training and "done" in states.values():
+            if settled == running[0]:  # still inside the epoch one poll later: past the data loaders
+                return settled
+            settled = running[0]
+            time.sleep(1.0)
+            continue
+        settled = None
+        time.sleep(0.2)
     raise AssertionError("no run was training in time")
 
 
@@ -59,6 +65,7 @@ def test_sigkill_during_training_then_resume_gives_the_clean_rows(clean_grid, gr
     try:
         killed_run = _wait_until_training(folder, proc)
         os.kill(proc.pid, signal.SIGKILL)
+        assert not (folder / "runs" / killed_run / "results.csv").exists()  # killed before its epoch ended
         proc.wait(30)
     finally:
         if proc.poll() is None:

@@ -6,7 +6,7 @@ import pytest
 
 
 def tiny_grid(data) -> dict:
-    """Baseline + 2 variants (se, eca in the neck) x 2 seeds x 1 epoch at 64 px on a quarter of the embedded data."""
+    """Baseline + 2 variants (se, eca in the neck) x 2 seeds x 1 epoch at 64 px on half of the embedded data."""
     return {
         "data": str(data),
         "model": "yolov8n.yaml",
@@ -14,7 +14,7 @@ def tiny_grid(data) -> dict:
         "where": "neck",
         "seeds": 2,
         "recipe": {"epochs": 1, "imgsz": 64, "batch": 16, "workers": 0, "device": "cpu", "plots": False,
-                   "fraction": 0.25},
+                   "fraction": 0.5},
     }  # fmt: skip
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from grid_helpers import assert_same_rows
+from grid_helpers import assert_same_rows, differences
 
 from attnyolo.cli import main
 from attnyolo.experiments.store import ResultsStore
@@ -34,25 +34,18 @@ def _states(db: Path) -> dict[str, str]:
 
 
 def _wait_until_training(folder: Path, proc: subprocess.Popen, timeout: float = 240) -> str:
-    """The id of a run inside its training epoch (its trainer started, no epoch finished) while at least one
-    run is done, found by polling the database read-only and the run folders."""
+    """The id of a variant run inside its training epoch while at least one run is done: its gamma log exists
+    (written when training starts) and its results.csv does not yet (written when the epoch ends)."""
     deadline = time.monotonic() + timeout
-    settled: str | None = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"the grid ended (rc {proc.returncode}) before it could be killed")
         states = _states(folder / "ablate.sqlite")
-        running = [r for r, s in states.items() if s == "running"]
-        run = folder / "runs" / running[0] if running else None
-        training = run is not None and (run / "args.yaml").is_file() and not (run / "results.csv").exists()
-        if training and "done" in states.values():
-            if settled == running[0]:  # still inside the epoch one poll later: past the data loaders
-                return settled
-            settled = running[0]
-            time.sleep(1.0)
-            continue
-        settled = None
-        time.sleep(0.2)
+        for run_id in (r for r, s in states.items() if s == "running" and "done" in states.values()):
+            run = folder / "runs" / run_id
+            if (run / "attnyolo_gamma.csv").is_file() and not (run / "results.csv").exists():
+                return run_id
+        time.sleep(0.05)
     raise AssertionError("no run was training in time")
 
 
@@ -86,6 +79,7 @@ def test_sigkill_during_training_then_resume_gives_the_clean_rows(clean_grid, gr
         clean_rows = clean.runs(None)
     print(f"after --resume: {[(r['run_id'], r['state'], r['attempts']) for r in rows]}; integrity_check: {integrity}")
     assert integrity == "ok"
+    print(f"resumed vs clean, largest differences: {differences(rows, clean_rows)}")
     assert_same_rows(rows, clean_rows)  # every run once, all done, same metrics as the clean run
     for r in rows:  # finished runs were kept, not redone; the killed one ran a second time
         if r["run_id"] in done_before:
@@ -94,5 +88,7 @@ def test_sigkill_during_training_then_resume_gives_the_clean_rows(clean_grid, gr
     with capsys.disabled():
         print(
             "\n"
-            + "\n".join(line for line in capsys.readouterr().out.splitlines() if "killed" in line or "after" in line)
+            + "\n".join(
+                line for line in capsys.readouterr().out.splitlines() if line.startswith(("killed", "after", "resumed"))
+            )
         )

@@ -52,7 +52,7 @@ from dataclasses import replace
 from typing import Any, NamedTuple
 
 from attnyolo.graph.channels import SCALED, Context, layer_channels, resolve_scale, scale_names
-from attnyolo.graph.checks import check_hparams, probe
+from attnyolo.graph.checks import probe
 from attnyolo.graph.errors import HyperparameterError, ModelYAMLError, PlacementError
 from attnyolo.graph.layers import SECTIONS, Layer, is_yolov5_original, layers
 from attnyolo.registry import ModuleSpec, describe
@@ -266,7 +266,7 @@ def check_inside_rows(cfg: Mapping, scales: Iterable[str | None] | None = None, 
         name, hparams, _ = split_option(option_of(all_layers[i].args))
         spec = describe(name)
         refuse_temporal(spec, f"layer {i} ({all_layers[i].module})")
-        check_hparams(spec, hparams)
+        spec.check_hparams(hparams)
         parsed[i] = (spec, hparams)
     for scale in list(scales) if scales is not None else (scale_names(cfg) or [None]):
         for i in rows:

@@ -60,6 +60,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.nn.modules import module as _torch_module
 
 from attnyolo.attention._base import ScalesInput
 from attnyolo.graph.errors import BuildError, ShapeError
@@ -131,9 +132,11 @@ class AttentionLayer(nn.Module):
         gamma = self.gamma
         if gamma is None:
             return _same_layout(self.attn(x), x)
-        if isinstance(self.attn, ScalesInput):
+        attn = self.attn
+        if isinstance(attn, ScalesInput) and not _has_hooks(attn):
             # attn(x) = x * s: gamma goes on the small s, x * (1 + gamma (s - 1)), one pass over the map
-            s = self.attn.attention_scale(x)
+            # (attn's forward is not called, so a hook on attn itself takes the general path below)
+            s = attn.attention_scale(x)
             return x * torch.lerp(s.new_ones(()), s, gamma)
         # x + gamma (y - x) in one fused pass; the result takes x's memory format whatever y's layout
         return torch.lerp(x, self.attn(x), gamma)
@@ -162,6 +165,15 @@ class AttentionLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.attention!r}, channels={self.channels}, start={self.start!r}"
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or _torch_module._global_forward_hooks
+        or _torch_module._global_forward_pre_hooks
+    )
 
 
 def _same_layout(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

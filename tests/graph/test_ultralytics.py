@@ -350,3 +350,14 @@ def test_a_module_pickled_when_softmax_gate_lived_in_self_attention_loads_with_w
     with torch.serialization.safe_globals([nn.Conv2d, collections.OrderedDict, set]):
         loaded = torch.load(buf, weights_only=True)
     assert type(loaded.gate) is _attention.SoftmaxGate
+
+
+def test_a_hook_on_a_scaling_module_still_sees_its_output_through_the_adapter():
+    layer = _adapter("se", 0.5)
+    seen = []
+    layer.attn.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    x = torch.randn(1, 16, 5, 5)
+    with torch.no_grad():
+        y = layer(x)
+    assert len(seen) == 1
+    torch.testing.assert_close(y, x + 0.5 * (seen[0] - x))

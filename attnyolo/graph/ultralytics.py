@@ -139,7 +139,12 @@ class AttentionLayer(nn.Module):
             s = attn.attention_scale(x)
             return x * torch.lerp(s.new_ones(()), s, gamma)
         # x + gamma (y - x) in one fused pass; the result takes x's memory format whatever y's layout
-        return torch.lerp(x, self.attn(x), gamma)
+        y = attn(x)
+        if not torch.is_grad_enabled() and _owned_like(y, x) and not _has_hooks(attn):
+            # inference: y is a temporary of the module's, so write the result into it (on CPU every new
+            # feature-map-sized buffer costs an mmap and its page faults)
+            return torch.lerp(x, y, gamma, out=y)
+        return torch.lerp(x, y, gamma)
 
     def __setstate__(self, state: dict) -> None:
         # a model pickled before the identity start existed: no gamma, the attention applied fully
@@ -165,6 +170,16 @@ class AttentionLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.attention!r}, channels={self.channels}, start={self.start!r}"
+
+
+def _owned_like(y: torch.Tensor, x: torch.Tensor) -> bool:
+    """``y`` can take the result in place: same shape, dtype and layout as ``x``, and no memory shared with it."""
+    return (
+        y.shape == x.shape
+        and y.dtype == x.dtype
+        and y.stride() == x.stride()
+        and y.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
+    )
 
 
 def _has_hooks(module: nn.Module) -> bool:

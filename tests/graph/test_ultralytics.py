@@ -361,3 +361,15 @@ def test_a_hook_on_a_scaling_module_still_sees_its_output_through_the_adapter():
         y = layer(x)
     assert len(seen) == 1
     torch.testing.assert_close(y, x + 0.5 * (seen[0] - x))
+
+
+def test_inference_writes_into_the_modules_output_but_never_into_the_input():
+    layer = _adapter("cbam", 0.5)
+    x = torch.randn(1, 16, 6, 7, generator=torch.Generator().manual_seed(4))
+    x0 = x.clone()
+    with torch.no_grad():
+        want = x + 0.5 * (layer.attn(x) - x)
+    with torch.inference_mode():
+        got = layer(x)
+    assert torch.equal(x, x0)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)

@@ -140,6 +140,8 @@ class AttentionLayer(nn.Module):
             return x * torch.lerp(s.new_ones(()), s, gamma)
         # x + gamma (y - x) in one fused pass; the result takes x's memory format whatever y's layout
         y = attn(x)
+        if y.dtype != x.dtype:  # lerp wants one dtype; the arithmetic form promotes as before
+            return x + gamma * (y - x)
         if not torch.is_grad_enabled() and _owned_like(y, x) and not _has_hooks(attn):
             # inference: y is a temporary of the module's, so write the result into it (on CPU every new
             # feature-map-sized buffer costs an mmap and its page faults)

@@ -373,3 +373,13 @@ def test_inference_writes_into_the_modules_output_but_never_into_the_input():
         got = layer(x)
     assert torch.equal(x, x0)
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_adapter_promotes_when_the_module_returns_another_dtype():
+    layer = _adapter("cbam", 0.5)
+    layer.attn.forward = lambda x: x.float() * 2  # an instance override: a module that upcasts its output
+    x = torch.randn(1, 16, 4, 4).half()
+    with torch.no_grad():
+        y = layer(x)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, x.float() * 1.5)

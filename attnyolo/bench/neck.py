@@ -155,10 +155,14 @@ def bench(
         rows.append(row)
         try:
             ours, ref, row.reference = compared_models(spec, model, raw, sources, shapes, gamma)
-            with torch.inference_mode():  # both must run at this size (timm's halo needs whole blocks)
-                ours(x), ref(x)
+            for who, net in (("ours", ours), ("reference", ref)):  # both must run at these sizes
+                row.error = f"{who} fails at {', '.join('x'.join(map(str, s[1:])) for s in shapes)}"
+                with torch.inference_mode():
+                    net(x)
+            row.error = ""
         except Exception as e:  # noqa: BLE001 - a module that cannot be compared is reported, not fatal
-            row.error = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:120]
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else "(no message)"
+            row.error = f"{row.error + ': ' if row.error else ''}{type(e).__name__}: {msg}"[:160]
             continue
 
         def call(net: nn.Module):

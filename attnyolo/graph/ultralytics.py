@@ -59,6 +59,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.nn.modules import module as _torch_module
 
 from attnyolo.attention._base import ScalesInput
 from attnyolo.graph.errors import BuildError, ShapeError
@@ -130,12 +131,21 @@ class AttentionLayer(nn.Module):
         gamma = self.gamma
         if gamma is None:
             return _same_layout(self.attn(x), x)
-        if isinstance(self.attn, ScalesInput):
+        attn = self.attn
+        if isinstance(attn, ScalesInput) and not _has_hooks(attn):
             # attn(x) = x * s: gamma goes on the small s, x * (1 + gamma (s - 1)), one pass over the map
-            s = self.attn.attention_scale(x)
+            # (attn's forward is not called, so a hook on attn itself takes the general path below)
+            s = attn.attention_scale(x)
             return x * torch.lerp(s.new_ones(()), s, gamma)
         # x + gamma (y - x) in one fused pass; the result takes x's memory format whatever y's layout
-        return torch.lerp(x, self.attn(x), gamma)
+        y = attn(x)
+        if y.dtype != x.dtype:  # lerp wants one dtype; the arithmetic form promotes as before
+            return x + gamma * (y - x)
+        if not torch.is_grad_enabled() and _owned_like(y, x) and not _has_hooks(attn):
+            # inference: y is a temporary of the module's, so write the result into it (on CPU every new
+            # feature-map-sized buffer costs an mmap and its page faults)
+            return torch.lerp(x, y, gamma, out=y)
+        return torch.lerp(x, y, gamma)
 
     def __setstate__(self, state: dict) -> None:
         # a model pickled before the identity start existed: no gamma, the attention applied fully
@@ -161,6 +171,25 @@ class AttentionLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.attention!r}, channels={self.channels}, start={self.start!r}"
+
+
+def _owned_like(y: torch.Tensor, x: torch.Tensor) -> bool:
+    """``y`` can take the result in place: same shape, dtype and layout as ``x``, and no memory shared with it."""
+    return (
+        y.shape == x.shape
+        and y.dtype == x.dtype
+        and y.stride() == x.stride()
+        and y.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
+    )
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or _torch_module._global_forward_hooks
+        or _torch_module._global_forward_pre_hooks
+    )
 
 
 def _same_layout(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

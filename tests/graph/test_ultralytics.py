@@ -350,3 +350,36 @@ def test_a_module_pickled_when_softmax_gate_lived_in_self_attention_loads_with_w
     with torch.serialization.safe_globals([nn.Conv2d, collections.OrderedDict, set]):
         loaded = torch.load(buf, weights_only=True)
     assert type(loaded.gate) is _attention.SoftmaxGate
+
+
+def test_a_hook_on_a_scaling_module_still_sees_its_output_through_the_adapter():
+    layer = _adapter("se", 0.5)
+    seen = []
+    layer.attn.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    x = torch.randn(1, 16, 5, 5)
+    with torch.no_grad():
+        y = layer(x)
+    assert len(seen) == 1
+    torch.testing.assert_close(y, x + 0.5 * (seen[0] - x))
+
+
+def test_inference_writes_into_the_modules_output_but_never_into_the_input():
+    layer = _adapter("cbam", 0.5)
+    x = torch.randn(1, 16, 6, 7, generator=torch.Generator().manual_seed(4))
+    x0 = x.clone()
+    with torch.no_grad():
+        want = x + 0.5 * (layer.attn(x) - x)
+    with torch.inference_mode():
+        got = layer(x)
+    assert torch.equal(x, x0)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_adapter_promotes_when_the_module_returns_another_dtype():
+    layer = _adapter("cbam", 0.5)
+    layer.attn.forward = lambda x: x.float() * 2  # an instance override: a module that upcasts its output
+    x = torch.randn(1, 16, 4, 4).half()
+    with torch.no_grad():
+        y = layer(x)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, x.float() * 1.5)

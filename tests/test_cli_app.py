@@ -1,26 +1,10 @@
 """Bad input to the CLI gives one line on stderr, a non-zero exit, and no traceback."""
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ATTNYOLO = Path(sys.executable).with_name("attnyolo")
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([ATTNYOLO, *args], capture_output=True, text=True, timeout=300)
-
-
-def assert_one_line_error(out: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1, out.stderr
-    assert lines[0].startswith("attnyolo: error:")
-    assert "Traceback" not in out.stderr + out.stdout
-    for fragment in fragments:
-        assert fragment in lines[0]
+from cli_helpers import assert_one_line_error, run_cli
 
 
 def test_unknown_command():

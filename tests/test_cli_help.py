@@ -7,7 +7,7 @@ import subprocess
 import click
 import pytest
 import typer
-from test_cli_errors import ATTNYOLO
+from cli_helpers import ATTNYOLO
 from typer import rich_utils
 
 from attnyolo.cli import app, main

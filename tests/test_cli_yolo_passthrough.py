@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_cli_errors import assert_one_line_error, run_cli
+from cli_helpers import assert_one_line_error, run_cli
 
 from attnyolo.yolo_args import YoloArgumentError, check_cli_args
 

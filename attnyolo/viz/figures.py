@@ -68,9 +68,10 @@ def image_figure(
     matrices = {k: v for k, v in maps.items() if v.ndim == 2 and not is_spatial(k)}
     panels = 1 + len(spatial) + len(matrices) + (cam is not None)
     cols = min(4, panels)
-    rows = math.ceil(panels / cols) + len(channel)
-    fig = Figure(figsize=(4 * cols, 3.4 * rows), layout="constrained")
-    grid = fig.add_gridspec(rows, cols)
+    map_rows = math.ceil(panels / cols)
+    rows = map_rows + len(channel)
+    fig = Figure(figsize=(4 * cols, 3.4 * map_rows + 1.2 * len(channel)), layout="constrained")
+    grid = fig.add_gridspec(rows, cols, height_ratios=[3.4] * map_rows + [1.2] * len(channel))
     ax = fig.add_subplot(grid[0, 0])
     ax.imshow(prepared.original)
     _boxes(ax, det)
@@ -85,9 +86,8 @@ def image_figure(
         ax = fig.add_subplot(grid[i // cols, i % cols])
         fig.colorbar(ax.imshow(m.numpy(), cmap="viridis"), ax=ax, fraction=0.046, pad=0.02)
         ax.set_title(key, fontsize=8)
-    first = math.ceil(panels / cols)
     for j, (key, v) in enumerate(channel.items()):
-        _strip(fig, fig.add_subplot(grid[first + j, :]), v, key)
+        _strip(fig, fig.add_subplot(grid[map_rows + j, :]), v, key)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig

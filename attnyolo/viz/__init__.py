@@ -6,8 +6,8 @@
 - :func:`attnyolo.viz.gallery.write_gallery` — what ``attnyolo viz`` writes: PNGs and a self-contained index.html.
 """
 
-from attnyolo.viz.capture import AttentionMap, attention_maps, capture_attention, inserted_attention
 from attnyolo.viz.cam import eigen_cam
+from attnyolo.viz.capture import AttentionMap, attention_maps, capture_attention, inserted_attention
 from attnyolo.viz.images import load_image, prepare
 from attnyolo.viz.models import load_model
 

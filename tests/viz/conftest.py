@@ -10,9 +10,11 @@ import torch
 
 
 def randomised_detector(name: str, seed: int = 0, **hparams) -> torch.nn.Module:
-    """YOLOv8n with ``name`` after the three neck outputs, every weight drawn at random (an untrained detector's
-    features are nearly constant in space, which would make every map flat), gamma = 1, eval mode. The attention's own weights are drawn smaller, so its gates
-    stay off saturation (a saturated softmax is one-hot at the same key for every image)."""
+    """YOLOv8n with ``name`` after the three neck outputs, every weight drawn at random, gamma = 1, eval mode.
+
+    An untrained detector's features are nearly constant in space, which would make every map flat. The
+    attention's own weights are drawn smaller, so its gates stay off saturation (a saturated softmax is one-hot at
+    the same key for every image)."""
     import attnyolo as ay
 
     cfg, _ = ay.insert("yolov8n.yaml", name, **hparams)

@@ -57,7 +57,7 @@ def test_every_inserted_layer_gives_maps_of_the_documented_shape_and_range(famil
         elif kind == "temporal":
             assert v.shape == (1, 1) and float(v) == pytest.approx(1.0)  # a one-frame clip attends to itself
         if kind in {"channel", "spatial"}:
-            assert 0.0 <= float(v.min()) and float(v.max()) <= 1.0  # sigmoid gates
+            assert float(v.min()) >= 0.0 and float(v.max()) <= 1.0  # sigmoid gates
 
 
 def test_maps_follow_the_input(family, val_images):

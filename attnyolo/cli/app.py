@@ -111,9 +111,9 @@ def demo(
 
 def _register_command_groups() -> None:
     # One file per command group in this package; each adds its commands with register_commands(app).
-    from attnyolo.cli import ablate, insert, weights, zoo
+    from attnyolo.cli import ablate, insert, viz, weights, zoo
 
-    for group in (zoo, insert, weights, ablate):
+    for group in (zoo, insert, weights, ablate, viz):
         group.register_commands(app)
 
 

@@ -116,3 +116,34 @@ def compare_figure(
         _map_panel(fig, axes[4], prepared.original, o - b, f"{labels[1]} − {labels[0]}", DIFF_CMAP, -1, 1)
     fig.suptitle(prepared.name, fontsize=10)
     return fig
+
+
+def comparison_grid(
+    rows: list[tuple[Prepared, tuple[Detections, np.ndarray], tuple[Detections, np.ndarray], np.ndarray | None]],
+    labels: tuple[str, str],
+) -> Figure:
+    """Several images, one row each: base boxes, other boxes, both EigenCAMs, their difference, and the other
+    model's first spatial attention map (``rows``: image, base (boxes, CAM), other (boxes, CAM), map or None)."""
+    fig = Figure(figsize=(3.2 * 6, 2.6 * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), 6, squeeze=False)
+    for r, (p, (bdet, bcam), (odet, ocam), amap) in enumerate(rows):
+        for ax, det, label in ((axes[r, 0], bdet, labels[0]), (axes[r, 1], odet, labels[1])):
+            ax.imshow(p.original)
+            _boxes(ax, det)
+            ax.set_title(f"{label}: {len(det.boxes)} boxes", fontsize=7)
+        b, o = normalise(p.to_original(bcam)), normalise(p.to_original(ocam))
+        for ax, m, title, cmap, lim in (
+            (axes[r, 2], b, f"{labels[0]} CAM", CMAP, (0, 1)),
+            (axes[r, 3], o, f"{labels[1]} CAM", CMAP, (0, 1)),
+            (axes[r, 4], o - b, "CAM difference", DIFF_CMAP, (-1, 1)),
+        ):
+            ax.imshow(p.original)
+            ax.imshow(m, cmap=cmap, alpha=0.5, vmin=lim[0], vmax=lim[1])
+            ax.set_title(title, fontsize=7)
+        axes[r, 5].imshow(p.original)
+        if amap is not None:
+            axes[r, 5].imshow(normalise(p.to_original(amap)), cmap=CMAP, alpha=0.5)
+        axes[r, 5].set_title(f"{labels[1]} attention" if amap is not None else "no spatial attention map", fontsize=7)
+        for ax in axes[r]:
+            ax.axis("off")
+    return fig

@@ -138,3 +138,23 @@ def write_index(gallery: Gallery) -> Path:
     tmp.write_text("\n".join(parts), encoding="utf-8")
     tmp.replace(gallery.index)
     return gallery.index
+
+
+def comparison_figures(
+    base: Any, others: dict[str, Any], images: list[Any], imgsz: int = 320, base_label: str = "baseline"
+) -> dict[str, Figure]:
+    """One figure per model in ``others``: each image's row compares it with ``base`` (boxes, EigenCAMs, their
+    difference, its first spatial attention map). What the ablation report's gallery shows."""
+    from attnyolo.viz.figures import comparison_grid
+
+    prepared = [prepare(image, imgsz) for image in images]
+    base_side = [(detect(base, p), eigen_cam(base, p.tensor)) for p in prepared]
+    figures = {}
+    for label, model in others.items():
+        rows = []
+        for p, b in zip(prepared, base_side, strict=True):
+            maps = attention_maps(model, p.tensor) if inserted_attention(model) else {}
+            spatial = next((v.numpy() for k, v in maps.items() if v.ndim == 2 and is_spatial(k)), None)
+            rows.append((p, b, (detect(model, p), eigen_cam(model, p.tensor)), spatial))
+        figures[label] = comparison_grid(rows, (base_label, label))
+    return figures

@@ -210,7 +210,7 @@ def insert_command(
         return
     _write_text(out, text)
     placed = f"attention inside layers {inside_rows(cfg)}" if inside else f"inserted rows {list(index_map.inserted)}"
-    console.print(f"wrote {out}  ({placed})")
+    console.print(f"wrote {out}  ({placed})", soft_wrap=True)
     ultralytics_scale = guess_scale(out.name) or (next(iter(cfg["scales"])) if cfg.get("scales") else "")
     if chosen != ultralytics_scale:
         console.print(

@@ -473,7 +473,7 @@ def _register_attnyolo_layers() -> None:
         register()
 
 
-def save_safetensors(model: Any, path: str | os.PathLike) -> Path:
+def save_safetensors(model: Any, path: str | os.PathLike, *, half: bool = False) -> Path:
     """Save a model as ``.safetensors``: its tensors plus, in the metadata, everything needed to rebuild it.
 
     Metadata: ``format`` (``attnyolo.model``), ``attnyolo_version``, ``model_yaml`` (the Ultralytics
@@ -484,6 +484,8 @@ def save_safetensors(model: Any, path: str | os.PathLike) -> Path:
     Args:
         model: an Ultralytics model (``DetectionModel``...) or ``YOLO`` object built from a YAML.
         path: destination; ``.safetensors`` is the expected suffix.
+        half: store floating-point tensors as fp16 (half the size; :func:`load_safetensors_model` then returns an
+            fp16 model, ``.float()`` it to train). Integer tensors (BatchNorm's counters) keep their dtype.
 
     Returns:
         The path written.
@@ -511,6 +513,8 @@ def save_safetensors(model: Any, path: str | os.PathLike) -> Path:
         "fused": json.dumps(bool(getattr(net, "is_fused", lambda: False)())),
     }
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
+    if half:
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

@@ -339,10 +339,8 @@ def verdicts(comparisons: Sequence[Comparison], alpha: float = 0.05) -> list[Ver
     out = []
     for c, p_adj, level in zip(comparisons, adjusted, levels, strict=True):
         low, high = c.interval(level)
-        if p_adj < alpha and c.delta != 0:
-            word = "better" if c.delta > 0 else "worse"
-        else:
-            word = NO_DIFFERENCE
+        measurable = p_adj < alpha and c.delta != 0
+        word = ("better" if c.delta > 0 else "worse") if measurable else NO_DIFFERENCE
         out.append(Verdict(c.variant, c.delta, low, high, c.p_value, float(p_adj), word))
     return out
 

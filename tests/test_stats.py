@@ -7,7 +7,6 @@ import pytest
 
 import attnyolo  # noqa: F401  (offline switches before Ultralytics)
 from attnyolo import stats
-from ultralytics.utils.metrics import ap_per_class
 
 
 def toy(rng: np.random.Generator, n_img: int = 20, nc: int = 3, hit: float = 0.6, extra: int = 3) -> dict:
@@ -48,6 +47,8 @@ def toy(rng: np.random.Generator, n_img: int = 20, nc: int = 3, hit: float = 0.6
 
 def materialised_map(s: dict, w: np.ndarray) -> float:
     """The slow reference: copy every image w[i] times and run Ultralytics' ap_per_class on the copies."""
+    from ultralytics.utils.metrics import ap_per_class
+
     w = w.astype(int)
     p = np.repeat(np.arange(len(s["conf"])), w[s["pred_img"]])
     t = np.repeat(np.arange(len(s["target_cls"])), w[s["target_img"]])
@@ -140,7 +141,9 @@ def test_seed_pairs_are_resampled():
     rng = np.random.default_rng(7)
     runs = [toy(rng, n_img=10) for _ in range(4)]
     comp = stats.paired_bootstrap(runs[:2], runs[2:], resamples=300, seed=0)
-    observed = [stats.map_ultralytics(a)[1] - stats.map_ultralytics(b)[1] for a, b in zip(runs[:2], runs[2:])]
+    observed = [
+        stats.map_ultralytics(a)[1] - stats.map_ultralytics(b)[1] for a, b in zip(runs[:2], runs[2:], strict=True)
+    ]
     assert comp.delta == pytest.approx(np.mean(observed))
     with pytest.raises(stats.StatsError, match="same seeds"):
         stats.paired_bootstrap(runs[:2], runs[2:3])

@@ -91,9 +91,9 @@ def demo(
 
 def _register_command_groups() -> None:
     # One file per command group in this package; each adds its commands with register_commands(app).
-    from attnyolo.cli import insert, weights, zoo
+    from attnyolo.cli import insert, report, weights, zoo
 
-    for group in (zoo, insert, weights):
+    for group in (zoo, insert, weights, report):
         group.register_commands(app)
 
 

@@ -244,6 +244,71 @@ class FreezeTransferred:
                 m.eval()
 
 
+# ------------------------------------------------------------------------------------------ gamma's optimiser group
+
+GAMMA_WEIGHT_DECAY = 0.0
+"""Default weight decay of the identity-start gammas (measured choice; see :class:`GammaOptimiser`)."""
+GAMMA_LR_SCALE = 1.0
+"""Default learning-rate multiplier of the gammas' own optimiser group (measured choice)."""
+
+
+class GammaOptimiser:
+    """Trainer callback that gives every identity-start ``gamma`` its own optimiser group.
+
+    Ultralytics' ``build_optimizer`` puts a 0-d ``gamma`` among the decayed weights, so weight decay pulls it back
+    to 0 (the identity) at every step. This callback wraps the trainer's ``build_optimizer`` (at
+    ``on_pretrain_routine_start``, before the optimiser and its scheduler exist, so a resumed run rebuilds the same
+    groups and its saved optimiser state fits) and moves the gammas into a group ``gamma`` with ``weight_decay``
+    and ``lr = lr0 * lr_scale``, following the same schedule and warm-up as every other group.
+
+    Why no decay by default: measured on the embedded data (``scripts/measure_finetune.py``, results in the README),
+    with decay gamma is pulled towards 0 while without it it is free to settle where the loss puts it; a separate
+    learning rate was measured too and is not the default (see the README's numbers).
+    """
+
+    def __init__(self, weight_decay: float = GAMMA_WEIGHT_DECAY, lr_scale: float = GAMMA_LR_SCALE) -> None:
+        if weight_decay < 0 or lr_scale <= 0:
+            raise FinetuneError(f"gamma weight_decay must be >= 0 and lr_scale > 0, got {weight_decay}, {lr_scale}")
+        self.weight_decay, self.lr_scale = float(weight_decay), float(lr_scale)
+
+    def on_pretrain_routine_start(self, trainer: Any) -> None:
+        original = trainer.build_optimizer
+
+        def build_optimizer(*args: Any, **kwargs: Any) -> torch.optim.Optimizer:
+            optimizer = original(*args, **kwargs)
+            self.regroup(optimizer, trainer.model)
+            return optimizer
+
+        trainer.build_optimizer = build_optimizer
+
+    def regroup(self, optimizer: torch.optim.Optimizer, model: Any) -> None:
+        """Move the model's gammas out of their groups into one group of their own."""
+        from attnyolo.graph.ultralytics import AttentionLayer
+
+        gammas = [m.gamma for m in _unwrap(model).modules() if isinstance(m, AttentionLayer) and m.gamma is not None]
+        ids = {id(g) for g in gammas}
+        template = None
+        for group in optimizer.param_groups:
+            kept = [p for p in group["params"] if id(p) not in ids]
+            if len(kept) != len(group["params"]):
+                template = template or group
+                group["params"] = kept
+        if template is None:
+            return
+        settings = {k: v for k, v in template.items() if k not in ("params", "use_muon")}
+        settings |= {"weight_decay": self.weight_decay, "lr": template["lr"] * self.lr_scale, "param_group": "gamma"}
+        optimizer.add_param_group({"params": gammas, **settings})
+
+
+def add_gamma_optimiser(
+    model: Any, weight_decay: float = GAMMA_WEIGHT_DECAY, lr_scale: float = GAMMA_LR_SCALE
+) -> GammaOptimiser:
+    """Register a :class:`GammaOptimiser` on an Ultralytics ``YOLO`` object (before ``model.train()``)."""
+    hook = GammaOptimiser(weight_decay, lr_scale)
+    model.add_callback("on_pretrain_routine_start", hook.on_pretrain_routine_start)
+    return hook
+
+
 # ------------------------------------------------------------------------------------------------------- finetuning
 
 
@@ -466,6 +531,7 @@ def finetune(
         )
         yolo = YOLO(str(start))
         logger = add_gamma_logging(yolo)
+        add_gamma_optimiser(yolo)  # gamma: no weight decay (measured default)
         yolo.add_callback("on_pretrain_routine_start", _report_writer(report))
         yolo.add_callback("on_pretrain_routine_end", _start_checker(expected))
         if freeze_epochs:

@@ -11,6 +11,7 @@ _runtime.configure()  # before anything imports Ultralytics: offline, no auto-in
 
 from attnyolo._version import __version__  # noqa: E402
 from attnyolo.checkpoints import load_checkpoint, load_safetensors_model, save_safetensors  # noqa: E402
+from attnyolo.experiments import ablate  # noqa: E402
 from attnyolo.finetune import FinetuneResult, finetune  # noqa: E402
 from attnyolo.graph import IndexMap, build, dump, index_map, insert, load, register, remove, replace  # noqa: E402
 from attnyolo.registry import ModuleSpec, available, create, describe  # noqa: E402
@@ -24,6 +25,7 @@ __all__ = [
     "ModuleSpec",
     "TransferReport",
     "__version__",
+    "ablate",
     "available",
     "build",
     "create",

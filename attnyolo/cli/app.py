@@ -72,9 +72,9 @@ def data_check(data: Path = typer.Argument(..., help="An Ultralytics data YAML."
 
 def _register_command_groups() -> None:
     # One file per command group in this package; each adds its commands with register_commands(app).
-    from attnyolo.cli import demo, insert, report, weights, zoo
+    from attnyolo.cli import ablate, demo, insert, report, weights, zoo
 
-    for group in (zoo, insert, weights, report, demo):
+    for group in (zoo, insert, weights, ablate, report, demo):
         group.register_commands(app)
 
 

@@ -1,0 +1,183 @@
+"""The grid driver behind ``attnyolo ablate`` and :func:`attnyolo.ablate`.
+
+Order of work, so that bad input never touches a stored grid: resolve and check the grid (names, placements,
+seeds, data, start, recipe) and the executor; then open the folder's database (refusing another grid, saying
+what differs) or create it; put killed runs (``running`` with a dead owner) back to ``pending``; run every
+run that is not ``done``; record each result in one transaction as soon as it arrives.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from attnyolo.experiments import executors
+from attnyolo.experiments.grid import Grid, GridError, differences, resolve
+from attnyolo.experiments.progress import GridProgress
+from attnyolo.experiments.runner import RunTask, git_rev, machine, versions
+from attnyolo.experiments.store import DB_NAME, GRID_YAML, ResultsStore, owner_id
+
+
+def load_grid_yaml(path: str | os.PathLike) -> dict:
+    """A grid YAML's content (a mapping), with a one-line error for a missing or malformed file."""
+    p = Path(path)
+    if not p.is_file():
+        raise GridError(f"grid YAML {str(p)!r} does not exist")
+    try:
+        content = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise GridError(f"grid YAML {str(p)!r} is not valid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(content, dict):
+        raise GridError(f"grid YAML {str(p)!r} must be a mapping (data, model/weights, recipe, seeds, attention...)")
+    return content
+
+
+def _write_yaml(path: Path, content: Mapping) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(yaml.safe_dump(dict(content), sort_keys=False))
+    os.replace(tmp, path)
+
+
+def open_store(folder: Path, grid: Grid) -> ResultsStore:
+    """The folder's store for ``grid``: created if new, refused if it holds another grid or foreign files."""
+    config = grid.config()
+    if (folder / DB_NAME).is_file():
+        store = ResultsStore(folder)
+        diff = differences(store.grid()["config"], config)
+        if diff:
+            store.close()
+            raise GridError(f"{folder} holds another grid ({'; '.join(diff)}); use another --out folder")
+        others = store.live_owners()
+        if others:
+            store.close()
+            raise GridError(f"{folder} is being run by another process ({', '.join(others)})")
+        return store
+    if folder.exists() and any(p.name not in {GRID_YAML, "runs"} for p in folder.iterdir()):
+        raise GridError(f"{folder} is not empty and holds no {DB_NAME}: give an empty or new --out folder")
+    store = ResultsStore.create(folder, config, machine(), versions(), git_rev())
+    _write_yaml(folder / GRID_YAML, config)
+    return store
+
+
+def ablate(
+    grid: str | os.PathLike | Mapping[str, Any] | None = None,
+    *,
+    out: str | os.PathLike = "runs/ablate",
+    executor: str = "local",
+    workers: int = 1,
+    threads: int | None = None,
+    address: str | None = None,
+    ray_num_cpus: int | None = None,
+    console: Any = None,
+    **options: Any,
+) -> ResultsStore:
+    """Run (or resume) an ablation grid; return its :class:`~attnyolo.experiments.store.ResultsStore`.
+
+    Args:
+        grid: a grid YAML path or dict (see :mod:`attnyolo.experiments.grid`); ``None`` with keyword options
+            only, or to resume ``out`` from its own ``grid.yaml``.
+        out: the grid folder (``ablate.sqlite``, ``grid.yaml``, ``runs/<run_id>/``). Running again on the same
+            folder resumes: finished runs are kept, killed or failed runs run again.
+        executor: ``"local"`` (default) or ``"ray"``.
+        workers: local worker processes (1: every run in this process, sequentially).
+        threads: torch threads per run (default: the cores divided by the workers: no oversubscription).
+        address: Ray cluster address (``"auto"``, ``"ray://HOST:10001"``); ``None`` starts a local instance.
+        ray_num_cpus: CPUs of a local Ray instance (default: all cores).
+        console: a rich ``Console`` for progress.
+        **options: grid keys (``data``, ``model``, ``weights``, ``recipe``, ``seeds``, ``attention``, ``where``,
+            ``hparams``, ``variants``, ``identity_start``, ``trust``), overriding the YAML's.
+
+    Raises:
+        GridError, ExecutorError and the engine's errors: bad input, before anything is written.
+    """
+    folder = Path(out)
+    if isinstance(grid, (str, os.PathLike)):
+        config = load_grid_yaml(grid)
+    elif grid is None and not options and (folder / GRID_YAML).is_file():
+        config = load_grid_yaml(folder / GRID_YAML)
+    else:
+        config = dict(grid or {})
+    config.update({k: v for k, v in options.items() if v is not None})
+    resolved = resolve(config)
+    executors.check_executor(executor, workers, threads)
+    threads = threads or executors.default_threads(workers)
+
+    store = open_store(folder, resolved)
+    try:
+        store.recover()
+        store.add_runs(
+            [
+                {
+                    "run_id": rid,
+                    "variant": v.label,
+                    "attention": v.attention,
+                    "placement": v.where,
+                    "hparams": v.hparams,
+                    "seed": s,
+                    "is_baseline": v.is_baseline,
+                }
+                for rid, v, s in resolved.runs()
+            ]
+        )
+        todo_ids = {r["run_id"] for r in store.runs(None) if r["state"] != "done"}
+        tasks = [
+            RunTask(str(folder.resolve()), rid, resolved.config(), v.as_dict(), s, threads).__dict__
+            for rid, v, s in resolved.runs()
+            if rid in todo_ids
+        ]
+        _execute(store, tasks, len(resolved.runs()), executor, workers, threads, address, ray_num_cpus, console)
+    finally:
+        store.close()
+    return ResultsStore(folder)
+
+
+def _execute(
+    store: ResultsStore,
+    tasks: list[dict],
+    total: int,
+    executor: str,
+    workers: int,
+    threads: int,
+    address: str | None,
+    ray_num_cpus: int | None,
+    console: Any,
+) -> None:
+    me = owner_id()
+    t0 = time.monotonic()
+    started: set[str] = set()
+    with GridProgress(total, total - len(tasks), console) as progress:
+
+        def on_start(task: Mapping) -> None:
+            store.mark_running(task["run_id"], me)
+            started.add(task["run_id"])
+            progress.start(task["run_id"])
+
+        def on_done(task: Mapping, result: dict) -> None:
+            store.mark_done(task["run_id"], result)
+            started.discard(task["run_id"])
+            progress.finish(task["run_id"], True, f"mAP50-95 {result['map50_95']:.4f}, {result['train_seconds']:.0f} s")
+
+        def on_error(task: Mapping, message: str) -> None:
+            store.mark_failed(task["run_id"], message)
+            started.discard(task["run_id"])
+            progress.finish(task["run_id"], False, message)
+
+        complete = False
+        try:
+            if executor == "ray":
+                executors.run_ray(tasks, threads, address, on_start, on_done, on_error, ray_num_cpus)
+            elif workers > 1:
+                executors.run_processes(tasks, workers, threads, on_start, on_done, on_error)
+            else:
+                executors.run_sequential(tasks, on_start, on_done, on_error, progress.epoch)
+            complete = True
+        finally:
+            for run_id in started:  # interrupted (Ctrl-C): these did not finish; the next driver runs them again
+                store.mark_failed(run_id, "interrupted")
+            left = [r for r in store.runs(None) if r["state"] != "done"]
+            store.add_wall_seconds(time.monotonic() - t0, finished=complete and not left)

@@ -1,0 +1,170 @@
+"""Where runs execute: in the driver, in local worker processes, or as Ray tasks. The driver alone writes results.
+
+Every executor calls ``on_start(task)`` before a run, then ``on_done(task, result)`` or
+``on_error(task, message)``; the driver turns these into database transactions, so resume behaves the same
+whatever ran the runs.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from attnyolo.errors import AttnYoloError
+from attnyolo.experiments.runner import run_one
+
+EXECUTORS = ("local", "ray")
+RAY_INSTALL = "pip install 'attnyolo[ray]' (or pip install 'ray>=2.9')"
+
+Task = Mapping[str, Any]
+OnStart = Callable[[Task], None]
+OnDone = Callable[[Task, dict], None]
+OnError = Callable[[Task, str], None]
+
+
+class ExecutorError(AttnYoloError):
+    """An executor that cannot run here (unknown name, Ray missing, bad worker counts)."""
+
+
+def default_threads(workers: int) -> int:
+    """Torch threads per worker so that ``workers * threads`` does not exceed the cores."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def check_executor(executor: str, workers: int, threads: int | None) -> None:
+    """Refuse an unknown executor, bad counts, or Ray when it is not installed (before anything is written)."""
+    if executor not in EXECUTORS:
+        raise ExecutorError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ExecutorError(f"--workers must be an integer >= 1, got {workers!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ExecutorError(f"--threads must be an integer >= 1, got {threads!r}")
+    if executor == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ExecutorError(f"--executor ray needs Ray, which is not installed: {RAY_INSTALL}") from None
+
+
+def _error(e: BaseException) -> str:
+    last = traceback.extract_tb(e.__traceback__)[-1:] if e.__traceback__ else []
+    where = f" (at {last[0].filename}:{last[0].lineno})" if last else ""
+    return f"{type(e).__name__}: {' '.join(str(e).split())}{where}"
+
+
+def run_sequential(
+    tasks: Sequence[Task], on_start: OnStart, on_done: OnDone, on_error: OnError, on_epoch: Callable | None = None
+) -> None:
+    """Each run in this process, one after the other."""
+    for task in tasks:
+        on_start(task)
+        try:
+            result = run_one(task, on_epoch)
+        except Exception as e:  # a failed run is recorded; the grid goes on
+            on_error(task, _error(e))
+        else:
+            on_done(task, result)
+
+
+def _init_worker(threads: int) -> None:
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_in_worker(task: Task) -> dict:
+    try:
+        return {"ok": run_one(task)}
+    except Exception as e:  # ship the message back, not an exception that may not unpickle
+        return {"error": _error(e)}
+
+
+def run_processes(
+    tasks: Sequence[Task], workers: int, threads: int, on_start: OnStart, on_done: OnDone, on_error: OnError
+) -> None:
+    """Runs in ``workers`` fresh processes (spawned: no state shared with the driver), ``threads`` each."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=mp.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(threads,),
+        max_tasks_per_child=1,
+    ) as pool:
+        pending: dict = {}
+        queue = list(tasks)
+        while queue or pending:
+            while queue and len(pending) < workers:  # submit as slots free up: "running" means running
+                task = queue.pop(0)
+                on_start(task)
+                pending[pool.submit(_run_in_worker, task)] = task
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                task = pending.pop(future)
+                try:
+                    out = future.result()
+                except Exception as e:  # the worker process died
+                    on_error(task, _error(e))
+                    continue
+                on_done(task, out["ok"]) if "ok" in out else on_error(task, out["error"])
+
+
+def _ray_gpus(task: Task) -> float:
+    device = str(dict(task["config"].get("recipe") or {}).get("device", "cpu") or "cpu")
+    if device in {"cpu", "mps"}:
+        return 0
+    return float(len([d for d in device.split(",") if d.strip()]))
+
+
+def run_ray(
+    tasks: Sequence[Task],
+    threads: int,
+    address: str | None,
+    on_start: OnStart,
+    on_done: OnDone,
+    on_error: OnError,
+    num_cpus: int | None = None,
+) -> None:
+    """Each run a Ray task asking for ``threads`` CPUs (and the GPUs of the recipe's ``device``).
+
+    ``address`` ``None`` starts a local Ray instance (``num_cpus`` CPUs, no dashboard); ``"auto"`` or
+    ``"ray://HOST:10001"`` joins a cluster, whose workers need attnyolo installed.
+    """
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if address is None:
+            kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
+            kwargs["runtime_env"] = {
+                "env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": str(threads)}
+            }
+        ray.init(address=address, **kwargs)
+        started = True
+    try:
+        remote = ray.remote(_run_in_worker)
+        refs = {}
+        for task in tasks:
+            on_start(task)
+            opts = {"num_cpus": threads, "num_gpus": _ray_gpus(task), "max_retries": 0}
+            refs[remote.options(**opts).remote(dict(task))] = task
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1)
+            for ref in ready:
+                task = refs.pop(ref)
+                try:
+                    out = ray.get(ref)
+                except Exception as e:  # the task or its worker died
+                    on_error(task, _error(e))
+                    continue
+                on_done(task, out["ok"]) if "ok" in out else on_error(task, out["error"])
+    finally:
+        if started:
+            ray.shutdown()

@@ -1,0 +1,286 @@
+"""The results database of a grid folder: ``GRID_DIR/ablate.sqlite`` (SQLite, WAL, schema version in ``user_version``).
+
+One row per run (``runs``) and one row for the grid (``grid``). Every write is one transaction, so a process
+killed during a write (``kill -9``, power loss) leaves the previous state; only the driver process writes.
+A run is ``pending``, ``running`` (with its driver's ``owner``, ``host:pid``), ``done`` or ``failed``. A row
+``running`` whose owner is no longer alive is a killed run: :meth:`ResultsStore.recover` puts it back to
+``pending`` so the next driver redoes (or continues) it; ``done`` rows are never rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from attnyolo.errors import AttnYoloError
+
+SCHEMA_VERSION = 1
+DB_NAME = "ablate.sqlite"
+GRID_YAML = "grid.yaml"
+STATES = ("pending", "running", "done", "failed")
+
+_JSON = {"hparams", "placement", "per_class_ap", "epochs", "gamma", "versions", "config"}
+RESULT_COLUMNS = (
+    "params",
+    "gflops",
+    "latency_ms",
+    "latency_ratio",
+    "map50",
+    "map50_95",
+    "precision",
+    "recall",
+    "per_class_ap",
+    "epochs",
+    "train_seconds",
+    "run_dir",
+    "val_stats",
+    "gamma",
+    "versions",
+    "git_rev",
+    "config",
+)
+_SCHEMA = f"""
+CREATE TABLE grid (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    config TEXT NOT NULL, created TEXT NOT NULL, finished TEXT, wall_seconds REAL NOT NULL DEFAULT 0,
+    machine TEXT NOT NULL, versions TEXT NOT NULL, git_rev TEXT
+);
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY, position INTEGER NOT NULL, variant TEXT NOT NULL, attention TEXT, placement TEXT,
+    hparams TEXT NOT NULL, seed INTEGER NOT NULL, is_baseline INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN {STATES!r}), error TEXT, owner TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+    started TEXT, finished TEXT,
+    params INTEGER, gflops REAL, latency_ms REAL, latency_ratio REAL, map50 REAL, map50_95 REAL, precision REAL,
+    recall REAL, per_class_ap TEXT, epochs TEXT, train_seconds REAL, run_dir TEXT, val_stats TEXT, gamma TEXT,
+    versions TEXT, git_rev TEXT, config TEXT
+);
+"""
+
+
+class StoreError(AttnYoloError):
+    """A results database that cannot be used as asked."""
+
+
+class SchemaError(StoreError):
+    """A results database written with another schema version."""
+
+
+class StoreNotFoundError(StoreError, FileNotFoundError):
+    """A folder (or path) without ``ablate.sqlite``."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def owner_id() -> str:
+    """``host:pid`` of this process: who holds a ``running`` row."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_alive(owner: str | None) -> bool:
+    """Whether the process named by ``owner`` still runs (a process on another host is assumed alive)."""
+    if not owner or ":" not in owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+def db_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    return p if p.suffix == ".sqlite" else p / DB_NAME
+
+
+class ResultsStore:
+    """The results database of one grid folder (or the ``.sqlite`` file itself).
+
+    Raises:
+        StoreNotFoundError: no ``ablate.sqlite`` there (use :meth:`create` to start one).
+        SchemaError: the file was written with another schema version.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = db_path(path)
+        if not self.path.is_file():
+            raise StoreNotFoundError(f"{self.path.parent} holds no results database ({DB_NAME}): run attnyolo ablate")
+        self.folder = self.path.parent
+        self._conn = self._connect(self.path)
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            self._conn.close()
+            raise SchemaError(
+                f"{self.path}: results database schema version {version}, this attnyolo reads version {SCHEMA_VERSION}"
+            )
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)  # explicit BEGIN ... COMMIT below
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # a committed run survives power loss
+        return conn
+
+    @classmethod
+    def create(
+        cls, folder: str | os.PathLike, config: Mapping, machine: Mapping, versions: Mapping, git_rev: str | None
+    ) -> ResultsStore:
+        """Create ``folder/ablate.sqlite`` for a new grid (the folder must not hold one)."""
+        path = db_path(folder)
+        if path.exists():
+            raise StoreError(f"{path} exists already: open it with ResultsStore({str(path.parent)!r})")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        conn = cls._connect(tmp)
+        try:
+            conn.executescript(_SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};")
+            conn.execute("BEGIN")
+            conn.execute(
+                "INSERT INTO grid (id, config, created, machine, versions, git_rev) VALUES (1, ?, ?, ?, ?, ?)",
+                (json.dumps(dict(config)), _now(), json.dumps(dict(machine)), json.dumps(dict(versions)), git_rev),
+            )
+            conn.execute("COMMIT")
+            conn.execute("PRAGMA journal_mode=DELETE")  # one self-contained file before the rename
+        finally:
+            conn.close()
+        os.replace(tmp, path)  # a half-created database is never seen under the real name
+        return cls(path)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------------------ writes
+
+    def _write(self, sql: str, params: tuple | list = ()) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(sql, params)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def add_runs(self, runs: list[Mapping[str, Any]]) -> None:
+        """Insert the grid's runs as ``pending`` (runs already stored are left as they are)."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for pos, r in enumerate(runs):
+                conn.execute(
+                    "INSERT OR IGNORE INTO runs (run_id, position, variant, attention, placement, hparams, seed,"
+                    " is_baseline, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                    (
+                        r["run_id"],
+                        pos,
+                        r["variant"],
+                        r["attention"],
+                        json.dumps(r["placement"]),
+                        json.dumps(r["hparams"]),
+                        int(r["seed"]),
+                        int(bool(r["is_baseline"])),
+                    ),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def recover(self) -> list[str]:
+        """Put ``running`` rows whose owner died back to ``pending``; return their run ids."""
+        dead = [
+            r["run_id"]
+            for r in self._conn.execute("SELECT run_id, owner FROM runs WHERE state='running'")
+            if not owner_alive(r["owner"])
+        ]
+        for rid in dead:
+            self._write("UPDATE runs SET state='pending', owner=NULL WHERE run_id=? AND state='running'", (rid,))
+        return dead
+
+    def live_owners(self) -> list[str]:
+        """Owners of ``running`` rows that are still alive (another driver working on this folder)."""
+        rows = self._conn.execute("SELECT DISTINCT owner FROM runs WHERE state='running'").fetchall()
+        return [r["owner"] for r in rows if owner_alive(r["owner"]) and r["owner"] != owner_id()]
+
+    def mark_running(self, run_id: str, owner: str | None = None) -> None:
+        self._write(
+            "UPDATE runs SET state='running', owner=?, started=?, error=NULL, attempts=attempts+1 "
+            "WHERE run_id=? AND state IN ('pending', 'failed')",
+            (owner or owner_id(), _now(), run_id),
+        )
+
+    def mark_done(self, run_id: str, result: Mapping[str, Any]) -> None:
+        """Store a finished run's results (one transaction); a ``done`` row is never overwritten."""
+        cols = [c for c in RESULT_COLUMNS if c in result]
+        values = [json.dumps(result[c]) if c in _JSON else result[c] for c in cols]
+        sets = ", ".join(f"{c}=?" for c in cols)
+        self._write(
+            f"UPDATE runs SET {sets}, state='done', owner=NULL, error=NULL, finished=? "
+            "WHERE run_id=? AND state != 'done'",
+            (*values, _now(), run_id),
+        )
+
+    def mark_failed(self, run_id: str, error: str) -> None:
+        self._write(
+            "UPDATE runs SET state='failed', owner=NULL, error=?, finished=? WHERE run_id=? AND state != 'done'",
+            (error, _now(), run_id),
+        )
+
+    def add_wall_seconds(self, seconds: float, finished: bool) -> None:
+        self._write(
+            "UPDATE grid SET wall_seconds = wall_seconds + ?, finished = ? WHERE id = 1",
+            (float(seconds), _now() if finished else None),
+        )
+
+    # ------------------------------------------------------------------------------------------------- reads
+
+    def grid(self) -> dict:
+        """The grid row: ``config``, ``created``, ``finished``, ``wall_seconds``, ``machine``, ``versions``, ``git_rev``."""
+        row = self._conn.execute("SELECT * FROM grid WHERE id = 1").fetchone()
+        if row is None:
+            raise StoreError(f"{self.path}: no grid row")
+        d = dict(row)
+        d.pop("id")
+        for key in ("config", "machine", "versions"):
+            d[key] = json.loads(d[key])
+        return d
+
+    def runs(self, state: str | None = "done") -> list[dict]:
+        """Rows in grid order, as dicts (JSON columns decoded); ``state=None`` gives every row."""
+        if state is not None and state not in STATES:
+            raise StoreError(f"state must be one of {', '.join(STATES)} or None, got {state!r}")
+        sql = "SELECT * FROM runs" + (" WHERE state = ?" if state else "") + " ORDER BY position"
+        out = []
+        for row in self._conn.execute(sql, (state,) if state else ()):
+            d = dict(row)
+            for key in _JSON:
+                if d.get(key) is not None:
+                    d[key] = json.loads(d[key])
+            d["is_baseline"] = bool(d["is_baseline"])
+            d["gamma"] = d.get("gamma") or ([] if d["state"] == "done" else None)
+            out.append(d)
+        return out
+
+    def integrity(self) -> str:
+        """``PRAGMA integrity_check``'s answer (``"ok"`` for a sound file)."""
+        return self._conn.execute("PRAGMA integrity_check").fetchone()[0]

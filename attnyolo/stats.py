@@ -98,33 +98,36 @@ def map_ultralytics(stats: Mapping[str, np.ndarray]) -> tuple[float, float, np.n
     return float(ap[:, 0].mean()), float(ap.mean()), ap.mean(1), classes
 
 
-def _class_points(s: dict[str, np.ndarray], cls: int, n_img: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-image cumulative TP/FP counts at the true positives of class ``cls``, for every IoU threshold.
+def _class_points(
+    s: dict[str, np.ndarray], cls: int, n_img: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-image cumulative TP/FP counts at the true positives of class ``cls``, every IoU threshold after another.
 
-    Returns (tp_counts, fp_counts, n_targets): the first two are (n_img, T * K) cumulative counts per image at the
-    K true positives of each threshold, in confidence order (thresholds with fewer true positives repeat their
-    last one, which changes nothing below); n_targets (n_img,) the per-image target counts. Weighted by image
-    multiplicities (``w @ counts``) they give a resample's cumulative TP/FP at those points.
+    Returns (tp_counts, fp_counts, starts, n_targets): the first two are (n_img, P) cumulative counts per image at
+    the P true positives of all thresholds (threshold 0's in confidence order, then threshold 1's...); ``starts``
+    the index where each threshold's points begin (a threshold without true positives gets one point of zeros,
+    recall 0: no contribution); n_targets (n_img,) the per-image target counts. Weighted by image multiplicities
+    (``w @ counts``) they give a resample's cumulative TP/FP at those points.
     """
     mask = s["pred_cls"] == cls
     order = np.argsort(-s["conf"][mask], kind="stable")
     tp = s["tp"][mask][order]  # (n, T)
     img = s["pred_img"][mask][order]
     n, n_thr = tp.shape
-    k_max = max(int(tp.sum(0).max(initial=0)), 1)
-    tpc = np.zeros((n_img, n_thr, k_max))
-    fpc = np.zeros((n_img, n_thr, k_max))
     onehot = np.zeros((n_img, n))
     onehot[img, np.arange(n)] = 1.0
+    tps, fps, starts = [], [], []
     for j in range(n_thr):
         idx = np.flatnonzero(tp[:, j])
+        starts.append(sum(t.shape[1] for t in tps))
         if len(idx) == 0:
-            continue  # zeros: recall 0 everywhere, so no contribution
-        idx = np.concatenate([idx, np.full(k_max - len(idx), idx[-1])])
-        tpc[:, j] = np.cumsum(onehot * tp[:, j], axis=1)[:, idx]
-        fpc[:, j] = np.cumsum(onehot * ~tp[:, j], axis=1)[:, idx]
+            tps.append(np.zeros((n_img, 1)))
+            fps.append(np.zeros((n_img, 1)))
+            continue
+        tps.append(np.cumsum(onehot * tp[:, j], axis=1)[:, idx])
+        fps.append(np.cumsum(onehot * ~tp[:, j], axis=1)[:, idx])
     n_targets = np.bincount(s["target_img"][s["target_cls"] == cls], minlength=n_img).astype(np.float64)
-    return tpc.reshape(n_img, -1), fpc.reshape(n_img, -1), n_targets
+    return np.concatenate(tps, 1), np.concatenate(fps, 1), np.array(starts), n_targets
 
 
 class ResampledMAP:
@@ -142,7 +145,11 @@ class ResampledMAP:
         ):
             raise StatsError(f"image indices exceed the {n_img} validation images")
         self.n_img, self.eps, self.n_thr = n_img, eps, s["tp"].shape[1]
-        self.classes = [_class_points(s, int(c), n_img) for c in np.unique(s["target_cls"])]
+        self.classes = []
+        for c in np.unique(s["target_cls"]):
+            tp_counts, fp_counts, starts, n_targets = _class_points(s, int(c), n_img)
+            seg = np.repeat(np.arange(len(starts), 0, -1), np.diff(np.append(starts, tp_counts.shape[1])))
+            self.classes.append((tp_counts, fp_counts, starts, seg.astype(np.float64), n_targets))
 
     def __call__(self, weights: np.ndarray, chunk: int = 200) -> np.ndarray:
         w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
@@ -155,26 +162,30 @@ class ResampledMAP:
         # a trapezoid. Between two true positives the envelope is flat at the later one's value (a false positive
         # has a lower precision than the true positive after it), so the interpolated value at x is the envelope
         # at the first true positive whose recall exceeds x, and 0 past the last one: a step function, summed by
-        # counting the grid points below each true positive's recall.
-        b, n_thr = len(w), self.n_thr
-        rows, thr = np.arange(b)[:, None], np.arange(n_thr)[None, :]
+        # counting the grid points below each true positive's recall. A true positive never pushes the recall
+        # above 1 (each target is matched once per threshold, as Ultralytics' validator does).
+        b = len(w)
         ap_sum, n_present = np.zeros(b), np.zeros(b)
-        for tp_counts, fp_counts, n_targets in self.classes:
+        step = AP_X[1] - AP_X[0]
+        for tp_counts, fp_counts, starts, seg, n_targets in self.classes:
             n_l = w @ n_targets
-            tpc = (w @ tp_counts).reshape(b, n_thr, -1)
-            fpc = (w @ fp_counts).reshape(b, n_thr, -1)
-            recall = tpc / (n_l[:, None, None] + self.eps)
+            tpc = w @ tp_counts  # (b, P)
+            fpc = w @ fp_counts
+            recall = tpc / (n_l[:, None] + self.eps)
             denom = tpc + fpc
             with np.errstate(divide="ignore", invalid="ignore"):
                 precision = np.where(denom > 0, tpc / denom, 0.0)  # nothing predicted yet: recall 0, never used
-            envelope = np.flip(np.maximum.accumulate(np.flip(precision, 2), axis=2), 2)
+            # suffix maximum within each threshold's segment: later segments are lifted above earlier ones, so the
+            # running maximum (taken from the end) restarts at every segment boundary
+            lift = 2.0 * seg
+            envelope = np.flip(np.maximum.accumulate(np.flip(precision + lift, 1), axis=1), 1) - lift
             below = np.searchsorted(AP_X, recall.ravel(), side="left").reshape(recall.shape)  # grid points < recall
-            total = (envelope * np.diff(below, axis=2, prepend=0)).sum(2)
-            # trapezoid on the uniform grid: the values at x=0 and x=1 count half
-            at_0 = np.where(below[:, :, -1] > 0, envelope[:, :, 0], 0.0)
-            over = recall > 1.0  # only with more true positives than targets (not from a real validator)
-            at_1 = np.where(over[:, :, -1], envelope[rows, thr, over.argmax(2)], 0.0)
-            ap = ((total - 0.5 * (at_0 + at_1)) * (AP_X[1] - AP_X[0])).mean(1)
+            steps = np.diff(below, axis=1, prepend=0)
+            steps[:, starts] = below[:, starts]  # each segment counts from recall 0
+            total = np.add.reduceat(envelope * steps, starts, axis=1)  # (b, T)
+            ends = np.append(starts[1:], below.shape[1]) - 1
+            at_0 = np.where(below[:, ends] > 0, envelope[:, starts], 0.0)  # value at x=0 counts half
+            ap = ((total - 0.5 * at_0) * step).mean(1)
             present = n_l > 0  # ap_per_class averages over the classes that have targets in the sample
             ap_sum += np.where(present, ap, 0.0)
             n_present += present

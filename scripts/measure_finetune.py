@@ -29,6 +29,14 @@ RECIPES = {
     "ultralytics-default": {},
     "adamw-1e-4-nowarmup-nomosaic": {"optimizer": "AdamW", "lr0": 1e-4, "warmup_epochs": 0, "mosaic": 0.0},
     "sgd-1e-3-nowarmup-nomosaic": {"optimizer": "SGD", "lr0": 1e-3, "warmup_epochs": 0, "mosaic": 0.0},
+    # nbs=16: one optimiser step per batch of 16 (Ultralytics accumulates to 64 by default: 3 steps per epoch here)
+    "adamw-5e-4-nbs16-nowarmup-nomosaic": {
+        "optimizer": "AdamW",
+        "lr0": 5e-4,
+        "nbs": 16,
+        "warmup_epochs": 0,
+        "mosaic": 0.0,
+    },
 }
 GAMMA_SETTINGS = {
     "gamma-decayed": None,  # Ultralytics' default: gamma among the decayed weights

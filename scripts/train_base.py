@@ -41,11 +41,21 @@ RECIPE = {
 }
 
 
-def train(project: Path) -> Path:
-    """Train the base with :data:`RECIPE`; returns the run folder."""
+def train(project: Path, stop_after: int | None = None) -> Path:
+    """Train the base with :data:`RECIPE`; returns the run folder.
+
+    ``stop_after=N`` ends the run after epoch N while keeping the 40-epoch schedule (learning rate, mosaic), so a
+    shorter run is the same run cut short, not another recipe.
+    """
     from ultralytics import YOLO
 
     yolo = YOLO("yolov8n.yaml")
+    if stop_after is not None:
+
+        def stop(trainer) -> None:
+            trainer.stop |= trainer.epoch + 1 >= stop_after
+
+        yolo.add_callback("on_fit_epoch_end", stop)
     t0 = time.perf_counter()
     yolo.train(data=str(default_dataset()), project=str(project.resolve()), name="base", exist_ok=True, **RECIPE)
     print(f"trained in {time.perf_counter() - t0:.0f} s")
@@ -64,8 +74,9 @@ def main() -> None:
     parser.add_argument("--project", type=Path, default=Path("runs/base"), help="where Ultralytics writes the run")
     parser.add_argument("--from-run", type=Path, default=None, help="skip training: export this run's best.pt")
     parser.add_argument("--out", type=Path, default=BASE_PATH, help="destination .safetensors")
+    parser.add_argument("--stop-after", type=int, default=None, help="end after this epoch (schedule unchanged)")
     args = parser.parse_args()
-    run_dir = args.from_run or train(args.project)
+    run_dir = args.from_run or train(args.project, args.stop_after)
     path = export(run_dir, args.out)
     metrics = validate_base(path)
     print(f"{path}: {path.stat().st_size / 1e6:.1f} MB")

@@ -118,12 +118,16 @@ def _atomic_write(path: Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")  # a pipe inside a cell would end it
+
+
 def markdown(a: Analysis, figure_dir: str, stems: list[str]) -> str:
     """``report.md``: the verdict table, the figures (PNG files beside it), the reproduction details."""
     lines = [f"# attnyolo report: {a.folder.name}", "", _summary(a), "", "## Verdicts", ""]
-    lines.append("| " + " | ".join(HEADERS) + " |")
+    lines.append("| " + " | ".join(_md_cell(h) for h in HEADERS) + " |")
     lines.append("|" + "---|" * len(HEADERS))
-    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(a)]
+    lines += ["| " + " | ".join(_md_cell(c) for c in cells) + " |" for cells in table_rows(a)]
     if a.missing:
         lines += ["", f"Not included (not finished): {', '.join(a.missing)}"]
     for stem in stems:

@@ -59,10 +59,7 @@ def run(base: Path, name: str, recipe: dict, out: Path, common: dict, attention:
     from attnyolo.finetune import GAMMA_CSV, add_gamma_logging, add_gamma_optimiser, prepare
 
     data = default_dataset()
-    if attention:
-        model = prepare(base, attention, "neck", data).model
-    else:
-        model = load_safetensors_model(base).float()
+    model = prepare(base, attention, "neck", data).model if attention else load_safetensors_model(base).float()
     start = _start_checkpoint(model, out / f".{name}-start.pt")
     yolo = YOLO(str(start))
     add_gamma_logging(yolo)

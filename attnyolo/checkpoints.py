@@ -521,6 +521,9 @@ def save_safetensors(model: Any, path: str | os.PathLike, *, half: bool = False)
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        umask = os.umask(0)  # mkstemp creates 0600; give the file the mode the umask gives, like any other
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -2,14 +2,15 @@
 
 Recipe (everything else is Ultralytics 8.4's default): ``yolov8n.yaml`` (nc=3), no pretrained weights (none
 exist offline), imgsz 320, batch 16, 40 epochs, seed 0, ``deterministic=True``, ``workers=0``, optimiser
-``auto`` (SGD lr 0.01 for runs this long... Ultralytics picks AdamW for < 10,000 iterations), mosaic closed for
-the last 10 epochs. The best epoch (Ultralytics' fitness) is kept, stored as fp16 safetensors with its
+``auto`` (Ultralytics picks AdamW, lr0 0.001429 for 3 classes, below 10,000 iterations), mosaic closed for the
+last 10 epochs. The best epoch (Ultralytics' fitness) is kept, stored as fp16 safetensors with its
 architecture YAML in the metadata (:func:`attnyolo.checkpoints.save_safetensors`), then loaded back through
 :func:`attnyolo.checkpoints.load_safetensors_model` and validated on the val split at imgsz 320, batch 16.
 
-Result (recorded in :mod:`attnyolo.base`, checked by ``tests/test_base.py``): see ``RECORDED`` there.
-From scratch, learning starts around epoch 6; 40 epochs reach mAP50 0.688 / mAP50-95 0.418 on an idle
-2-core machine (784 s). This run took about 40 minutes on a shared, loaded 2-core machine.
+Result of this recipe (recorded in :data:`attnyolo.base.RECORDED`, checked by ``tests/test_base.py`` within 0.002):
+val mAP50 0.6885, mAP50-95 0.4112 (best epoch: 40; the validator at imgsz 320, batch 16, rectangular batches, on
+the fp16 file loaded back). From scratch, learning starts around epoch 6. Wall time: 3,277 s on a shared 2-core
+machine under heavy load (about 784 s for 40 epochs on an idle one), with ``OMP_NUM_THREADS=1``.
 
 Usage::
 

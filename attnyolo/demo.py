@@ -33,7 +33,7 @@ DEMO_RECIPE: dict[str, Any] = {
 """The shared fine-tune recipe (measured: README, "Fine-tune recipe"): AdamW at a small learning rate from the first
 step (no warm-up towards Ultralytics' from-scratch rate, which shakes a trained base), no mosaic, Ultralytics' usual
 gradient accumulation (nbs=64; an optimiser step per batch at lr 5e-4 wrecked the base in the measurement), and 2
-epochs at the base's image size so that 12 runs fit in 15 minutes on 2 CPU cores."""
+epochs at the base's image size so that the 14 runs (7 variants x 2 seeds) fit in 15 minutes on 2 CPU cores."""
 
 DEMO_VARIANTS: tuple[tuple[str, str], ...] = (
     ("se", "neck"),

@@ -45,7 +45,7 @@ def table_rows(a: Analysis) -> list[list[str]]:
             delta, dp, dg, gamma = "0 (reference)", "-", "-", "-"
         else:
             delta = f"{r.delta:+.4f} [{r.low:+.4f}, {r.high:+.4f}]"
-            dp, dg, gamma = f"{r.d_params:+,}", f"{r.d_gflops:+.3f}", f"{r.gamma_moved:.3f}"
+            dp, dg, gamma = f"{r.d_params:+,}", f"{r.d_gflops:+.3f}", f"{r.gamma_moved:.4f}"
         verdict = r.verdict
         if verdict not in ("better", "worse", "reference") and r.high > r.low:
             verdict += f" (interval width {r.high - r.low:.4f})"

@@ -248,14 +248,10 @@ def _first_tensor(values: Any) -> torch.Tensor | None:
 def _conv(args: tuple, out: torch.Tensor) -> int:
     x, w, bias = args[0], args[1], args[2] if len(args) > 2 else None
     transposed = bool(args[6]) if len(args) > 6 else False
-    groups = int(args[8]) if len(args) > 8 else 1
-    k = math.prod(w.shape[2:])
-    if transposed:  # every input element meets C_out/groups * kernel weights
-        flops = 2 * x.numel() * (w.shape[1]) * k
-    else:
-        flops = 2 * out.numel() * (w.shape[1]) * k
-    del groups  # the weight's second dimension is already C_in / groups (C_out / groups when transposed)
-    return flops + (out.numel() if isinstance(bias, torch.Tensor) else 0)
+    # w is (C_out, C_in / groups, *k), or (C_in, C_out / groups, *k) when transposed: each output (each input,
+    # when transposed) element meets w.shape[1] * kernel-area weights
+    macs = (x.numel() if transposed else out.numel()) * w.shape[1] * math.prod(w.shape[2:])
+    return 2 * macs + (out.numel() if isinstance(bias, torch.Tensor) else 0)
 
 
 def _matmul(name: str, args: tuple, out: torch.Tensor) -> int:

@@ -106,6 +106,12 @@ def ablate(
     resolved = resolve(config)
     executors.check_executor(executor, workers, threads)
     threads = threads or executors.default_threads(workers)
+    if executor == "local" and workers * threads > executors.cores():
+        from rich.console import Console
+
+        (console or Console()).print(
+            f"ablate: warning: {workers} workers x {threads} threads > {executors.cores()} cores (oversubscribed)"
+        )
 
     store = open_store(folder, resolved)
     try:

@@ -28,9 +28,17 @@ class ExecutorError(AttnYoloError):
     """An executor that cannot run here (unknown name, Ray missing, bad worker counts)."""
 
 
+def cores() -> int:
+    """CPU cores this process may use (its affinity, which containers and taskset restrict)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def default_threads(workers: int) -> int:
     """Torch threads per worker so that ``workers * threads`` does not exceed the cores."""
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+    return max(1, cores() // max(1, workers))
 
 
 def check_executor(executor: str, workers: int, threads: int | None) -> None:
@@ -142,10 +150,7 @@ def run_ray(
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if address is None:
-            kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
-            kwargs["runtime_env"] = {
-                "env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": str(threads)}
-            }
+            kwargs["num_cpus"] = num_cpus or cores()
         ray.init(address=address, **kwargs)
         started = True
     try:

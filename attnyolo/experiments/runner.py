@@ -171,6 +171,24 @@ def start_callbacks(model: torch.nn.Module, report: Any) -> dict[str, list[Calla
     return out
 
 
+def configured_yolo(start_pt: Path, start: Start, run_id: str = "", on_epoch: Callable | None = None) -> Any:
+    """``YOLO(start_pt)`` with attnyolo's callbacks: gamma log, start check, transfer report, progress.
+
+    The callbacks travel with the trainer into a DDP launch (Ultralytics cloudpickles them with the model).
+    """
+    from ultralytics import YOLO
+
+    from attnyolo.finetune import add_gamma_logging
+
+    yolo = YOLO(str(start_pt))
+    add_gamma_logging(yolo)
+    for event, fns in start_callbacks(start.model, start.report).items():
+        for fn in fns:
+            yolo.add_callback(event, fn)
+    _add_epoch_callback(yolo, run_id, on_epoch)
+    return yolo
+
+
 # ------------------------------------------------------------------------------------------------------ the run
 
 
@@ -245,12 +263,7 @@ def run_one(task: Mapping[str, Any], on_epoch: Callable[[str, int, int], None] |
             {"base": grid.weights or grid.model, "run_id": t.run_id},
         )
         try:
-            yolo = YOLO(str(start_pt))
-            add_gamma_logging(yolo)
-            for event, fns in start_callbacks(start.model, start.report).items():
-                for fn in fns:
-                    yolo.add_callback(event, fn)
-            _add_epoch_callback(yolo, t.run_id, on_epoch)
+            yolo = configured_yolo(start_pt, start, t.run_id, on_epoch)
             yolo.train(data=grid.data, seed=t.seed, project=str(runs_dir), name=t.run_id, exist_ok=True, **grid.recipe)
         finally:
             start_pt.unlink(missing_ok=True)
@@ -262,7 +275,7 @@ def run_one(task: Mapping[str, Any], on_epoch: Callable[[str, int, int], None] |
 
     train_args = yaml.safe_load((save_dir / "args.yaml").read_text())
     imgsz = int(train_args.get("imgsz", 640))
-    stats, metrics = valstats.collect(
+    stats, metrics = valstats.collect_with_metrics(
         best, grid.data, imgsz, batch=int(train_args.get("batch", 16)), device=str(train_args.get("device") or "cpu")
     )
     valstats.save(save_dir / VAL_STATS, stats)

@@ -255,7 +255,7 @@ class ResultsStore:
     # ------------------------------------------------------------------------------------------------- reads
 
     def grid(self) -> dict:
-        """The grid row: ``config``, ``created``, ``finished``, ``wall_seconds``, ``machine``, ``versions``, ``git_rev``."""
+        """The grid row: ``config, created, finished, wall_seconds, machine, versions, git_rev``."""
         row = self._conn.execute("SELECT * FROM grid WHERE id = 1").fetchone()
         if row is None:
             raise StoreError(f"{self.path}: no grid row")

@@ -70,7 +70,7 @@ def from_records(records: list[dict], names: dict[int, str] | list[str]) -> dict
     }
 
 
-def collect(
+def collect_with_metrics(
     model: Any,
     data: str | os.PathLike,
     imgsz: int,
@@ -121,6 +121,11 @@ def collect(
             tmp.cleanup()
     validator = captured[-1]
     return from_records(validator.per_image, validator.names), metrics
+
+
+def collect(model: Any, data: str | os.PathLike, imgsz: int, **kwargs: Any) -> dict[str, np.ndarray]:
+    """The arrays of ``val_stats.npz`` for ``model`` on ``data``'s val split (see :func:`collect_with_metrics`)."""
+    return collect_with_metrics(model, data, imgsz, **kwargs)[0]
 
 
 def save(path: str | os.PathLike, stats: dict[str, np.ndarray]) -> Path:

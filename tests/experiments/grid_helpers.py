@@ -1,0 +1,64 @@
+"""Comparisons shared by the ablation tests."""
+
+from __future__ import annotations
+
+INTERFACE_COLUMNS = (
+    "run_id", "variant", "attention", "placement", "hparams", "seed", "state", "error", "params", "gflops",
+    "latency_ms", "latency_ratio", "map50", "map50_95", "precision", "recall", "per_class_ap", "epochs",
+    "train_seconds", "run_dir", "val_stats", "gamma", "versions", "git_rev", "config", "is_baseline",
+)  # fmt: skip
+# Tolerances between two executions of the same run (same seed, deterministic=True, workers=0, same torch thread
+# count) in different processes (driver vs. subprocess or Ray worker). Measured: mAP/P/R identical; losses differ by
+# up to 1.3e-4 (float summation order across processes); gamma by up to 3e-3, because Adam steps each gamma by about
+# lr * sign(grad) while its gradient is still tiny and noisy.
+METRIC_TOLERANCE = 1e-6
+LOSS_TOLERANCE = 1e-3
+GAMMA_TOLERANCE = 1e-2
+
+
+def comparable(rows: list[dict]) -> dict[str, dict]:
+    """``run_id -> (state, params, gflops, metrics)`` of stored rows (what two executions must share)."""
+    return {
+        r["run_id"]: {
+            "state": r["state"], "variant": r["variant"], "seed": r["seed"], "params": r["params"],
+            "gflops": r["gflops"], "map50": r["map50"], "map50_95": r["map50_95"], "precision": r["precision"],
+            "recall": r["recall"],
+            # the training itself (non-zero even when a 1-epoch tiny run detects nothing): last epoch's losses...
+            "losses": {k: v for k, v in (r["epochs"] or [{}])[-1].items() if "loss" in k},
+            # ... and the gamma each inserted layer learnt
+            "gamma": [(g["epoch"], g["layer"], g["gamma"]) for g in r["gamma"] or []],
+        }
+        for r in rows
+    }  # fmt: skip
+
+
+def differences(a: list[dict], b: list[dict]) -> dict[str, float]:
+    """Largest absolute difference of each compared number over all runs (for the test's output)."""
+    out: dict[str, float] = {}
+    ca, cb = comparable(a), comparable(b)
+    for run_id in set(ca) & set(cb):
+        x, y = ca[run_id], cb[run_id]
+        pairs = [(k, x[k], y[k]) for k in ("map50", "map50_95", "precision", "recall")]
+        pairs += [(k, v, y["losses"].get(k, float("nan"))) for k, v in x["losses"].items()]
+        pairs += [("gamma", g1, g2) for (_, _, g1), (_, _, g2) in zip(x["gamma"], y["gamma"], strict=False)]
+        for k, u, v in pairs:
+            out[k] = max(out.get(k, 0.0), abs(u - v))
+    return out
+
+
+def assert_same_rows(a: list[dict], b: list[dict]) -> None:
+    ca, cb = comparable(a), comparable(b)
+    assert sorted(ca) == sorted(cb)
+    assert len(a) == len(ca) and len(b) == len(cb)  # no duplicate run ids
+    for run_id in ca:
+        x, y = ca[run_id], cb[run_id]
+        for key in ("state", "variant", "seed", "params", "gflops"):
+            assert x[key] == y[key], (run_id, key, x[key], y[key])
+        for key in ("map50", "map50_95", "precision", "recall"):
+            assert abs(x[key] - y[key]) <= METRIC_TOLERANCE, (run_id, key, x[key], y[key])
+        assert x["losses"] and x["losses"].keys() == y["losses"].keys()
+        for key, value in x["losses"].items():
+            assert abs(value - y["losses"][key]) <= LOSS_TOLERANCE, (run_id, key, value, y["losses"][key])
+        assert len(x["gamma"]) == len(y["gamma"])
+        for (e1, l1, g1), (e2, l2, g2) in zip(x["gamma"], y["gamma"], strict=True):
+            assert (e1, l1) == (e2, l2) and abs(g1 - g2) <= GAMMA_TOLERANCE, (run_id, e1, l1, g1, g2)

@@ -34,7 +34,7 @@ def test_base_reproduces_its_recorded_map_and_per_image_stats_give_the_same_map(
 
     pt = tmp_path / "base.pt"
     torch.save({"model": load_base(), "train_args": {"task": "detect"}}, pt)  # our own file, for YOLO(path)
-    stats, metrics = valstats.collect(pt, default_dataset(), VAL_ARGS["imgsz"], batch=VAL_ARGS["batch"])
+    stats, metrics = valstats.collect_with_metrics(pt, default_dataset(), VAL_ARGS["imgsz"], batch=VAL_ARGS["batch"])
     assert metrics.box.map50 == pytest.approx(RECORDED["map50"], abs=TOLERANCE)
     assert metrics.box.map == pytest.approx(RECORDED["map50_95"], abs=TOLERANCE)
     # Ultralytics' AP code over the stored per-image statistics gives back the validator's own result

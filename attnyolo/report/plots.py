@@ -26,6 +26,12 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _integer_ticks():
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)  # epochs are whole numbers
+
+
 def _colour(i: int) -> str:
     return f"C{i % 10}"
 
@@ -80,6 +86,7 @@ def training_curves(a: Analysis) -> bytes:
             ax.plot(x, mean, marker="." if len(x) < 15 else None, label=r.variant, color=_colour(i))
             ax.fill_between(x, mean - std, mean + std, color=_colour(i), alpha=0.15)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(_integer_ticks())
     ax.set_ylabel("val mAP50-95")
     ax.set_title("Validation mAP50-95 per epoch (mean, ± std over seeds)")
     ax.grid(alpha=0.3)
@@ -124,6 +131,7 @@ def gamma(a: Analysis) -> bytes | None:
         ax.axhline(0, color="black", lw=0.6)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(_integer_ticks())
         ax.legend(fontsize=6)
         ax.grid(alpha=0.3)
     for ax in axes.ravel()[len(series) :]:

@@ -90,7 +90,7 @@ def read_tensors(path: Path, size: int) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: corrupt safetensors file ({e})") from e
 
 
-def save_safetensors(model: Any, path: str | os.PathLike) -> Path:
+def save_safetensors(model: Any, path: str | os.PathLike, *, half: bool = False) -> Path:
     """Save a model as ``.safetensors``: its tensors plus, in the metadata, everything needed to rebuild it.
 
     Metadata: ``format`` (``attnyolo.model``), ``attnyolo_version``, ``model_yaml`` (the Ultralytics
@@ -101,6 +101,8 @@ def save_safetensors(model: Any, path: str | os.PathLike) -> Path:
     Args:
         model: an Ultralytics model (``DetectionModel``...) or ``YOLO`` object built from a YAML.
         path: destination; ``.safetensors`` is the expected suffix.
+        half: store floating-point tensors as fp16 (half the size; :func:`load_safetensors_model` then returns an
+            fp16 model, ``.float()`` it to train). Integer tensors (BatchNorm's counters) keep their dtype.
 
     Returns:
         The path written.
@@ -128,4 +130,6 @@ def save_safetensors(model: Any, path: str | os.PathLike) -> Path:
         "fused": json.dumps(bool(getattr(net, "is_fused", lambda: False)())),
     }
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
+    if half:
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     return write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))

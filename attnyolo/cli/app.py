@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -90,30 +89,11 @@ def data_check(data: str = typer.Argument(..., help="An Ultralytics data YAML (P
             )
 
 
-@app.command()
-def demo(
-    data: Path | None = typer.Option(None, help="Data YAML (default: the embedded BCCD dataset)."),
-    model: str = typer.Option("yolov8n.yaml", help="Model YAML, trained from scratch."),
-    epochs: int = typer.Option(None, help="Training epochs (default: the demo recipe's)."),
-    imgsz: int = typer.Option(None, help="Image size (default: the demo recipe's)."),
-    project: Path = typer.Option(Path("runs/attnyolo"), help="Folder for the run folders."),
-    device: str = typer.Option("cpu", help="Ultralytics device string: cpu, 0, 0,1 ..."),
-) -> None:
-    """The main job: train a nano detector on the embedded data, validate, and print a results table."""
-    from attnyolo.demo import DemoRecipe, print_results, run_demo
-
-    recipe = DemoRecipe()
-    overrides = {"epochs": epochs, "imgsz": imgsz}
-    recipe = recipe.replace(**{k: v for k, v in overrides.items() if v is not None})
-    result = run_demo(data=data, model=model, recipe=recipe, project=project, device=device)
-    print_results([result], console)
-
-
 def _register_command_groups() -> None:
     # One file per command group in this package; each adds its commands with register_commands(app).
-    from attnyolo.cli import ablate, insert, viz, weights, zoo
+    from attnyolo.cli import ablate, demo, insert, report, viz, weights, zoo
 
-    for group in (zoo, insert, weights, ablate, viz):
+    for group in (zoo, insert, weights, ablate, report, demo, viz):
         group.register_commands(app)
 
 

@@ -1,0 +1,64 @@
+"""The report of an ablation grid: ``report.md`` and a self-contained ``report.html``, drawn from the database alone.
+
+:func:`write_report` (CLI: ``attnyolo report GRID_DIR``) reads ``GRID_DIR/ablate.sqlite`` and each run's
+``val_stats.npz``, computes the verdicts (:mod:`attnyolo.stats`), draws the figures (:mod:`.plots`) and writes
+``GRID_DIR/report.md`` (figures in ``GRID_DIR/report_figures/``) and ``GRID_DIR/report.html`` (figures embedded).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from attnyolo.report.analysis import Analysis, ReportError, analyse
+from attnyolo.report.render import HEADERS, table_rows
+
+TERMINAL_COLUMNS = (
+    "variant",
+    "Δparams",
+    "latency ×",
+    "mAP50-95 (mean ± std)",
+    "Δ mAP50-95 [interval]",
+    "verdict",
+    "max |γ|",
+)
+
+
+def write_report(
+    grid_dir: str | os.PathLike, *, resamples: int = 10_000, seed: int = 0, alpha: float = 0.05
+) -> tuple[Analysis, Path, Path]:
+    """Analyse a grid folder and write its report; returns (the analysis, report.md, report.html).
+
+    Raises:
+        ReportError: nothing finished yet, or no finished baseline.
+        attnyolo.experiments.store.StoreNotFoundError / SchemaError: no database, or one of another schema version.
+    """
+    from attnyolo.report import plots, render
+
+    if resamples < 1:
+        raise ReportError(f"resamples must be a positive count, got {resamples}")
+    if not 0 < alpha < 1:
+        raise ReportError(f"alpha must lie between 0 and 1, got {alpha}")
+    a = analyse(grid_dir, resamples=resamples, seed=seed, alpha=alpha)
+    md, page = render.write(a, plots.all_figures(a))
+    return a, md, page
+
+
+def print_table(a: Analysis, console=None, title: str | None = None) -> None:
+    """The verdict table on the terminal (rich)."""
+    from rich.table import Table
+
+    from attnyolo.cli.args import make_console
+
+    console = console or make_console()
+    table = Table(title=title or f"attnyolo verdicts: {a.folder}")
+    keep = [HEADERS.index(h) for h in TERMINAL_COLUMNS]
+    for i in keep:
+        h = HEADERS[i]
+        table.add_column(h, justify="left" if h in ("variant", "verdict") else "right", no_wrap=h != "verdict")
+    for cells in table_rows(a):
+        table.add_row(*(cells[i] for i in keep))
+    console.print(table)
+
+
+__all__ = ["Analysis", "ReportError", "analyse", "print_table", "write_report"]

@@ -1,0 +1,188 @@
+"""``report.md`` and the self-contained ``report.html`` (figures embedded as base64 PNGs: opens offline)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import tempfile
+from pathlib import Path
+
+from attnyolo.report.analysis import Analysis, describe
+
+HEADERS = (
+    "variant",
+    "placement",
+    "params",
+    "Δparams",
+    "GFLOPs",
+    "ΔGFLOPs",
+    "latency ×",
+    "mAP50-95 (mean ± std)",
+    "Δ mAP50-95 [interval]",
+    "verdict",
+    "max |γ|",
+    "seeds",
+)
+
+CAPTIONS = {
+    "forest": "Δ mAP50-95 against the baseline. Bars: paired bootstrap interval over validation images and seeds, "
+    "at the Holm-corrected level; a verdict other than 'no measurable difference' needs the bar to exclude 0.",
+    "accuracy_vs_cost": "Accuracy against cost. Latency is the CPU batch-1 median, as a ratio to the baseline measured "
+    "interleaved in the same process. The line joins the Pareto front (nothing is cheaper and more accurate).",
+    "training_curves": "Validation mAP50-95 after each epoch (mean over seeds, band ± one standard deviation).",
+    "per_class": "Per-class AP50-95 of each variant minus the baseline's (mean over seeds).",
+    "gamma": "γ of each inserted layer after each epoch (identity start: γ = 0 at epoch 0). A γ that stays near 0 "
+    "means the attention is barely used; a 'no measurable difference' with γ far from 0 is a real null result.",
+}
+
+
+def table_rows(a: Analysis) -> list[list[str]]:
+    """The verdict table as strings, sorted by Δ (the order of :attr:`Analysis.rows`)."""
+    out = []
+    for r in a.rows:
+        if r.is_baseline:
+            delta, dp, dg, gamma = "0 (reference)", "-", "-", "-"
+        else:
+            delta = f"{r.delta:+.4f} [{r.low:+.4f}, {r.high:+.4f}]"
+            dp, dg, gamma = f"{r.d_params:+,}", f"{r.d_gflops:+.3f}", f"{r.gamma_moved:.4f}"
+        verdict = r.verdict
+        if verdict not in ("better", "worse", "reference") and r.high > r.low:
+            verdict += f" (interval width {r.high - r.low:.4f})"
+        out.append(
+            [
+                r.variant,
+                r.placement,
+                f"{r.params:,}",
+                dp,
+                f"{r.gflops:.3f}",
+                dg,
+                f"{r.latency_ratio:.2f}",
+                f"{r.map50_95[0]:.4f} ± {r.map50_95[1]:.4f}",
+                delta,
+                verdict,
+                gamma,
+                ",".join(str(s) for s in r.seeds),
+            ]
+        )
+    return out
+
+
+def _meta_lines(a: Analysis) -> list[tuple[str, str]]:
+    g, config = a.grid, a.grid.get("config", {})
+    start = config.get("weights") or config.get("model") or "-"
+    wall = float(g.get("wall_seconds") or 0.0)
+    return [
+        ("data", str(config.get("data", "-"))),
+        ("start", f"{start} (transfer + identity start for every variant)" if config.get("weights") else str(start)),
+        ("recipe (shared by every run)", describe(config.get("recipe", {}))),
+        ("seeds", describe(config.get("seeds", "-"))),
+        (
+            "statistics",
+            f"paired bootstrap over validation images and seed pairs, {a.resamples:,} resamples, "
+            f"percentile intervals, Holm correction over {sum(not r.is_baseline for r in a.rows)} comparisons "
+            f"at α = {a.alpha}",
+        ),
+        ("versions", describe(g.get("versions", {}))),
+        ("machine", describe(g.get("machine", {}))),
+        ("git revision", str(g.get("git_rev") or "-")),
+        ("created / finished", f"{g.get('created', '-')} / {g.get('finished') or 'not finished'}"),
+        ("wall time", f"{wall:.0f} s ({wall / 60:.1f} min)"),
+    ]
+
+
+def _summary(a: Analysis) -> str:
+    better = [r.variant for r in a.rows if r.verdict == "better"]
+    worse = [r.variant for r in a.rows if r.verdict == "worse"]
+    parts = []
+    if better:
+        parts.append(f"measurably better than the baseline: {', '.join(better)}")
+    if worse:
+        parts.append(f"measurably worse: {', '.join(worse)}")
+    if not parts:
+        parts.append("no variant is measurably better or worse than the baseline at this budget")
+    return "; ".join(parts) + "."
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Temp file + rename, with the mode the umask gives (mkstemp's 0600 is widened back)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")  # a pipe inside a cell would end it
+
+
+def markdown(a: Analysis, figure_dir: str, stems: list[str]) -> str:
+    """``report.md``: the verdict table, the figures (PNG files beside it), the reproduction details."""
+    lines = [f"# attnyolo report: {a.folder.name}", "", _summary(a), "", "## Verdicts", ""]
+    lines.append("| " + " | ".join(_md_cell(h) for h in HEADERS) + " |")
+    lines.append("|" + "---|" * len(HEADERS))
+    lines += ["| " + " | ".join(_md_cell(c) for c in cells) + " |" for cells in table_rows(a)]
+    if a.missing:
+        lines += ["", f"Not included (not finished): {', '.join(a.missing)}"]
+    for stem in stems:
+        lines += ["", f"![{stem}]({figure_dir}/{stem}.png)", "", CAPTIONS.get(stem, "")]
+    lines += ["", "## Reproduce", ""]
+    lines += [f"- **{k}**: {v}" for k, v in _meta_lines(a)]
+    lines += ["", f"Redraw: `attnyolo report {a.folder}`", ""]
+    return "\n".join(lines)
+
+
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1150px;color:#222}
+table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:4px 7px;text-align:right}
+td:first-child,th:first-child,td:nth-child(2),td:nth-child(10){text-align:left}
+tr.better td{background:#e6f5e6}tr.worse td{background:#fbe4e4}tr.reference td{font-weight:bold}
+figure{margin:1.5em 0}figcaption{font-size:13px;color:#555;max-width:900px}img{max-width:100%}
+dl{display:grid;grid-template-columns:max-content auto;gap:3px 14px;font-size:13px}dt{font-weight:bold}"""
+
+
+def html_page(a: Analysis, figures: dict[str, bytes]) -> str:
+    """``report.html``: one file, figures as base64 data URIs, no script, no external resource."""
+    esc = html.escape
+    rows = []
+    for r, cells in zip(a.rows, table_rows(a), strict=True):
+        cls = r.verdict if r.verdict in ("better", "worse", "reference") else "none"
+        rows.append(f'<tr class="{cls}">' + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>attnyolo report: {esc(a.folder.name)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>attnyolo report: {esc(a.folder.name)}</h1>",
+        f"<p>{esc(_summary(a))}</p>",
+        "<h2>Verdicts</h2><table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in HEADERS) + "</tr></thead>",
+        "<tbody>" + "".join(rows) + "</tbody></table>",
+    ]
+    if a.missing:
+        parts.append(f"<p>Not included (not finished): {esc(', '.join(a.missing))}</p>")
+    for stem, png in figures.items():
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(
+            f'<figure><img alt="{esc(stem)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{esc(CAPTIONS.get(stem, ''))}</figcaption></figure>"
+        )
+    parts.append("<h2>Reproduce</h2><dl>")
+    parts += [f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in _meta_lines(a)]
+    parts.append(f"</dl><p>Redraw: <code>attnyolo report {esc(str(a.folder))}</code></p></body></html>")
+    return "\n".join(parts)
+
+
+def write(a: Analysis, figures: dict[str, bytes]) -> tuple[Path, Path]:
+    """Write ``report.md`` (+ ``report_figures/*.png``) and ``report.html`` into the grid folder, atomically."""
+    fig_dir = a.folder / "report_figures"
+    fig_dir.mkdir(exist_ok=True)
+    for stem, png in figures.items():
+        _atomic_write(fig_dir / f"{stem}.png", png)
+    md, page = a.folder / "report.md", a.folder / "report.html"
+    _atomic_write(md, markdown(a, fig_dir.name, list(figures)).encode())
+    _atomic_write(page, html_page(a, figures).encode())
+    return md, page

@@ -322,7 +322,7 @@ def add_gamma_optimiser(
 # ------------------------------------------------------------------------------------------------------- finetuning
 
 
-def _base_architecture(path: Path, ckpt: Mapping[str, Any], trust: bool) -> tuple[dict, dict | None]:
+def base_architecture(path: Path, ckpt: Mapping[str, Any], trust: bool) -> tuple[dict, dict | None]:
     """The base model's YAML dict and its class names, from the checkpoint's model or a safetensors' metadata."""
     net = checkpoint_model(ckpt)
     if net is not None:
@@ -340,7 +340,7 @@ def _base_architecture(path: Path, ckpt: Mapping[str, Any], trust: bool) -> tupl
     return dict(cfg), dict(names) if isinstance(names, Mapping) else None
 
 
-def _check_yolo_args(yolo_args: Mapping[str, Any]) -> None:
+def check_yolo_args(yolo_args: Mapping[str, Any]) -> None:
     from ultralytics.cfg import DEFAULT_CFG_DICT
 
     from attnyolo.yolo_args import check_values, unknown_key_message
@@ -356,7 +356,7 @@ def _check_yolo_args(yolo_args: Mapping[str, Any]) -> None:
         raise FinetuneError(str(e)) from None
 
 
-def _check_left_behind(report: TransferReport, head: int, nc_base: Any, nc: int) -> None:
+def check_left_behind(report: TransferReport, head: int, nc_base: Any, nc: int) -> None:
     """Annotate the head's class convs (other class count) and refuse anything else left behind."""
     prefix = f"model.{head}."
     explained, other = [], []
@@ -371,7 +371,7 @@ def _check_left_behind(report: TransferReport, head: int, nc_base: Any, nc: int)
     report.skipped = explained
 
 
-def _start_checker(expected: dict[str, torch.Tensor]):
+def start_checker(expected: dict[str, torch.Tensor]):
     def check(trainer: Any) -> None:
         state = unwrap(trainer.model).state_dict()
         missing = sorted(set(expected) - set(state))
@@ -421,7 +421,7 @@ def _atomic(path: Path, write: Any) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _report_writer(report: TransferReport):
+def report_writer(report: TransferReport):
     def write(trainer: Any) -> None:
         if not _is_main_process():
             return
@@ -478,7 +478,7 @@ def prepare(
                             "embedded one)")  # fmt: skip
     path = Path(base)
     ckpt = load_checkpoint(path, trust=trust)
-    base_cfg, base_names = _base_architecture(path, ckpt, trust)
+    base_cfg, base_names = base_architecture(path, ckpt, trust)
     task = guess_model_task(base_cfg)
     if task != "detect":
         raise FinetuneError(
@@ -495,7 +495,7 @@ def prepare(
     model.names = names
     report = transfer(model, ckpt, imap)
     report.source = str(path)
-    _check_left_behind(report, len(layers(base_cfg)) - 1, base_cfg.get("nc", len(base_names or {}) or None), nc)
+    check_left_behind(report, len(layers(base_cfg)) - 1, base_cfg.get("nc", len(base_names or {}) or None), nc)
     return Prepared(model=model, cfg=cfg, index_map=imap, report=report)
 
 
@@ -545,7 +545,7 @@ def finetune(
 
     if isinstance(freeze_epochs, bool) or not isinstance(freeze_epochs, int) or freeze_epochs < 0:
         raise FinetuneError(f"freeze_epochs must be an integer >= 0, got {freeze_epochs!r}")
-    _check_yolo_args(yolo_args)
+    check_yolo_args(yolo_args)
     prepared = prepare(base, attention, where, data, trust=trust, identity_start=identity_start, hparams=hparams)
     model, report = prepared.model, prepared.report
     if print_report:
@@ -571,8 +571,8 @@ def finetune(
         logger = add_gamma_logging(yolo)
         yolo.add_callback("on_pretrain_routine_start", _keep_start(start))
         add_gamma_optimiser(yolo)  # gamma: no weight decay (measured default)
-        yolo.add_callback("on_pretrain_routine_start", _report_writer(report))
-        yolo.add_callback("on_pretrain_routine_end", _start_checker(expected))
+        yolo.add_callback("on_pretrain_routine_start", report_writer(report))
+        yolo.add_callback("on_pretrain_routine_end", start_checker(expected))
         if freeze_epochs:
             freezer = FreezeTransferred({dst for _, dst in report.transferred}, freeze_epochs)
             yolo.add_callback("on_train_epoch_start", freezer.on_train_epoch_start)

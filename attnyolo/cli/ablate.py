@@ -93,6 +93,7 @@ def ablate_command(
     executor: str = typer.Option("local", "--executor", help="local (default) or ray."),
     address: str | None = typer.Option(None, "--address", help="Ray address: auto, ray://HOST:10001."),
     workers: int = typer.Option(1, "--workers", help="Local worker processes (1: sequential)."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write OUT/report.html when the grid completes."),
     threads: int | None = typer.Option(None, "--threads", help="Torch threads per run (default: cores / workers)."),
     identity_start: bool | None = typer.Option(
         None, "--identity-start/--no-identity-start", help="Start each inserted layer as the identity (default on)."
@@ -142,9 +143,16 @@ def ablate_command(
     for r in failed:
         console.print(f"FAILED {r['run_id']}: {r['error']}", markup=False)
     console.print(f"results: {store.path}")
+    done = not store.runs("pending") and not store.runs("running") and not failed
     store.close()
     if failed:
         raise typer.Exit(1)
+    if done and report:  # the grid is complete: its report, as `attnyolo report OUT` would redraw it
+        from attnyolo.report import print_table, write_report
+
+        analysis, _, page = write_report(out)
+        print_table(analysis, console)
+        console.print(f"report: {page}")
 
 
 def register_commands(app: typer.Typer) -> None:

@@ -16,12 +16,13 @@ def report_command(
     resamples: int = typer.Option(10_000, "--resamples", help="Bootstrap resamples."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap's random draws."),
     alpha: float = typer.Option(0.05, "--alpha", help="Family-wise error rate (Holm) of the verdicts."),
+    gallery: int = typer.Option(4, "--gallery", help="Validation images in the baseline-vs-variant gallery (0: none)."),
 ) -> None:
     """Write GRID_DIR/report.md and a self-contained GRID_DIR/report.html (verdicts, plots, recipe)."""
     from attnyolo.cli.args import make_console
     from attnyolo.report import print_table, write_report
 
-    a, md, page = write_report(grid_dir, resamples=resamples, seed=seed, alpha=alpha)
+    a, md, page = write_report(grid_dir, resamples=resamples, seed=seed, alpha=alpha, gallery=gallery)
     console = make_console()
     print_table(a, console)
     console.print(f"report: {page}\nmarkdown: {md}")

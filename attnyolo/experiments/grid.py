@@ -221,12 +221,12 @@ def _variants(config: Mapping) -> tuple[Variant, ...]:
 
 
 def _check_recipe(recipe: Mapping[str, Any]) -> None:
-    from attnyolo.finetune import _check_yolo_args
+    from attnyolo.finetune import check_yolo_args
 
     for key, why in RUNNER_ARGS.items():
         if key in recipe:
             raise GridError(f"recipe argument {key}= cannot be set in a grid: {why}")
-    _check_yolo_args(recipe)
+    check_yolo_args(recipe)
 
 
 def _base_cfg(model: str | None, weights: str | None, trust: bool) -> dict:
@@ -234,9 +234,9 @@ def _base_cfg(model: str | None, weights: str | None, trust: bool) -> dict:
 
     if weights is not None:
         from attnyolo.checkpoints import load_checkpoint
-        from attnyolo.finetune import _base_architecture
+        from attnyolo.finetune import base_architecture
 
-        return _base_architecture(Path(weights), load_checkpoint(weights, trust=trust), trust)[0]
+        return base_architecture(Path(weights), load_checkpoint(weights, trust=trust), trust)[0]
     return load(model)
 
 

@@ -112,10 +112,10 @@ def start_model(grid: Grid, variant: Variant, seed: int, nc: int, names: dict) -
 
     if grid.weights is not None:
         from attnyolo.checkpoints import load_checkpoint
-        from attnyolo.finetune import _base_architecture, _check_left_behind
+        from attnyolo.finetune import base_architecture, check_left_behind
 
         ckpt = load_checkpoint(grid.weights, trust=grid.trust)
-        base_cfg, base_names = _base_architecture(Path(grid.weights), ckpt, grid.trust)
+        base_cfg, base_names = base_architecture(Path(grid.weights), ckpt, grid.trust)
         nc_base = base_cfg.get("nc", len(base_names or {}) or None)
         cfg, imap = (
             (dict(base_cfg), None) if variant.is_baseline else check_variant(base_cfg, variant, grid.identity_start)
@@ -124,7 +124,7 @@ def start_model(grid: Grid, variant: Variant, seed: int, nc: int, names: dict) -
         model = build(cfg, nc=nc)
         report = transfer(model, ckpt, imap)
         report.source = grid.weights
-        _check_left_behind(report, len(layers(base_cfg)) - 1, nc_base, nc)
+        check_left_behind(report, len(layers(base_cfg)) - 1, nc_base, nc)
     else:
         base_cfg = load(grid.model)
         torch.manual_seed(seed)
@@ -162,12 +162,12 @@ def save_start(model: torch.nn.Module, path: Path, data: str, meta: Mapping) -> 
 
 def start_callbacks(model: torch.nn.Module, report: Any) -> dict[str, list[Callable]]:
     """attnyolo's callbacks of a run: start check (every tensor as built/transferred) and transfer report."""
-    from attnyolo.finetune import _report_writer, _start_checker
+    from attnyolo.finetune import report_writer, start_checker
 
     expected = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    out: dict[str, list[Callable]] = {"on_pretrain_routine_end": [_start_checker(expected)]}
+    out: dict[str, list[Callable]] = {"on_pretrain_routine_end": [start_checker(expected)]}
     if report is not None:
-        out["on_pretrain_routine_start"] = [_report_writer(report)]
+        out["on_pretrain_routine_start"] = [report_writer(report)]
     return out
 
 
@@ -178,10 +178,11 @@ def configured_yolo(start_pt: Path, start: Start, run_id: str = "", on_epoch: Ca
     """
     from ultralytics import YOLO
 
-    from attnyolo.finetune import add_gamma_logging
+    from attnyolo.finetune import add_gamma_logging, add_gamma_optimiser
 
     yolo = YOLO(str(start_pt))
     add_gamma_logging(yolo)
+    add_gamma_optimiser(yolo)  # gamma in its own group, as attnyolo.finetune trains it
     for event, fns in start_callbacks(start.model, start.report).items():
         for fn in fns:
             yolo.add_callback(event, fn)
@@ -233,7 +234,7 @@ def run_one(task: Mapping[str, Any], on_epoch: Callable[[str, int, int], None] |
 
     from attnyolo.datasets import check_data
     from attnyolo.experiments import costs, valstats
-    from attnyolo.finetune import GAMMA_CSV, add_gamma_logging
+    from attnyolo.finetune import GAMMA_CSV, add_gamma_logging, add_gamma_optimiser
     from attnyolo.graph import build
 
     t = RunTask(**task)
@@ -252,6 +253,7 @@ def run_one(task: Mapping[str, Any], on_epoch: Callable[[str, int, int], None] |
     if _resumable(last):  # killed mid-training: continue from the last finished epoch
         yolo = YOLO(str(last))
         add_gamma_logging(yolo)
+        add_gamma_optimiser(yolo)  # the same optimiser groups as the run it continues
         _add_epoch_callback(yolo, t.run_id, on_epoch)
         yolo.train(resume=True)
     else:

@@ -25,9 +25,16 @@ TERMINAL_COLUMNS = (
 
 
 def write_report(
-    grid_dir: str | os.PathLike, *, resamples: int = 10_000, seed: int = 0, alpha: float = 0.05
+    grid_dir: str | os.PathLike,
+    *,
+    resamples: int = 10_000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    gallery: int = 4,
 ) -> tuple[Analysis, Path, Path]:
     """Analyse a grid folder and write its report; returns (the analysis, report.md, report.html).
+
+    ``gallery``: how many validation images the gallery compares (baseline against each variant); 0 for none.
 
     Raises:
         ReportError: nothing finished yet, or no finished baseline.
@@ -40,7 +47,15 @@ def write_report(
     if not 0 < alpha < 1:
         raise ReportError(f"alpha must lie between 0 and 1, got {alpha}")
     a = analyse(grid_dir, resamples=resamples, seed=seed, alpha=alpha)
-    md, page = render.write(a, plots.all_figures(a))
+    figures, notes = plots.all_figures(a), []
+    if gallery > 0:
+        from attnyolo.report.gallery import gallery_figures
+
+        pictures, note = gallery_figures(a, images=gallery)
+        figures.update(pictures)
+        if not pictures:
+            notes.append(f"no gallery: {note}")
+    md, page = render.write(a, figures, notes)
     return a, md, page
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import base64
 import html
-import os
-import tempfile
 from pathlib import Path
 
+from attnyolo.atomic import write_atomically
 from attnyolo.report.analysis import Analysis, describe
 
 HEADERS = (
@@ -32,9 +31,19 @@ CAPTIONS = {
     "interleaved in the same process. The line joins the Pareto front (nothing is cheaper and more accurate).",
     "training_curves": "Validation mAP50-95 after each epoch (mean over seeds, band ± one standard deviation).",
     "per_class": "Per-class AP50-95 of each variant minus the baseline's (mean over seeds).",
+    "gallery": "Validation images, baseline against {variant} (both the baseline's first seed): each model's boxes, "
+    "their EigenCAMs on the layers the head reads, the CAM difference, and the variant's first spatial attention map "
+    "(drawn by attnyolo viz).",
     "gamma": "γ of each inserted layer after each epoch (identity start: γ = 0 at epoch 0). A γ that stays near 0 "
     "means the attention is barely used; a 'no measurable difference' with γ far from 0 is a real null result.",
 }
+
+
+def caption_of(stem: str) -> str:
+    """A figure's caption; the gallery's figures (``gallery-<variant>``) share one."""
+    if stem.startswith("gallery-"):
+        return CAPTIONS["gallery"].format(variant=stem.removeprefix("gallery-"))
+    return CAPTIONS.get(stem, "")
 
 
 def table_rows(a: Analysis) -> list[list[str]]:
@@ -105,24 +114,14 @@ def _summary(a: Analysis) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Temp file + rename, with the mode the umask gives (mkstemp's 0600 is widened back)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_atomically(path, lambda tmp: tmp.write_bytes(data))
 
 
 def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")  # a pipe inside a cell would end it
 
 
-def markdown(a: Analysis, figure_dir: str, stems: list[str]) -> str:
+def markdown(a: Analysis, figure_dir: str, stems: list[str], notes: list[str] = ()) -> str:
     """``report.md``: the verdict table, the figures (PNG files beside it), the reproduction details."""
     lines = [f"# attnyolo report: {a.folder.name}", "", _summary(a), "", "## Verdicts", ""]
     lines.append("| " + " | ".join(_md_cell(h) for h in HEADERS) + " |")
@@ -131,7 +130,8 @@ def markdown(a: Analysis, figure_dir: str, stems: list[str]) -> str:
     if a.missing:
         lines += ["", f"Not included (not finished): {', '.join(a.missing)}"]
     for stem in stems:
-        lines += ["", f"![{stem}]({figure_dir}/{stem}.png)", "", CAPTIONS.get(stem, "")]
+        lines += ["", f"![{stem}]({figure_dir}/{stem}.png)", "", caption_of(stem)]
+    lines += [f"\nNote: {n}" for n in notes]
     lines += ["", "## Reproduce", ""]
     lines += [f"- **{k}**: {v}" for k, v in _meta_lines(a)]
     lines += ["", f"Redraw: `attnyolo report {a.folder}`", ""]
@@ -146,7 +146,7 @@ figure{margin:1.5em 0}figcaption{font-size:13px;color:#555;max-width:900px}img{m
 dl{display:grid;grid-template-columns:max-content auto;gap:3px 14px;font-size:13px}dt{font-weight:bold}"""
 
 
-def html_page(a: Analysis, figures: dict[str, bytes]) -> str:
+def html_page(a: Analysis, figures: dict[str, bytes], notes: list[str] = ()) -> str:
     """``report.html``: one file, figures as base64 data URIs, no script, no external resource."""
     esc = html.escape
     rows = []
@@ -168,21 +168,22 @@ def html_page(a: Analysis, figures: dict[str, bytes]) -> str:
         data = base64.b64encode(png).decode("ascii")
         parts.append(
             f'<figure><img alt="{esc(stem)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{esc(CAPTIONS.get(stem, ''))}</figcaption></figure>"
+            f"<figcaption>{esc(caption_of(stem))}</figcaption></figure>"
         )
+    parts += [f"<p>Note: {esc(n)}</p>" for n in notes]
     parts.append("<h2>Reproduce</h2><dl>")
     parts += [f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in _meta_lines(a)]
     parts.append(f"</dl><p>Redraw: <code>attnyolo report {esc(str(a.folder))}</code></p></body></html>")
     return "\n".join(parts)
 
 
-def write(a: Analysis, figures: dict[str, bytes]) -> tuple[Path, Path]:
+def write(a: Analysis, figures: dict[str, bytes], notes: list[str] = ()) -> tuple[Path, Path]:
     """Write ``report.md`` (+ ``report_figures/*.png``) and ``report.html`` into the grid folder, atomically."""
     fig_dir = a.folder / "report_figures"
     fig_dir.mkdir(exist_ok=True)
     for stem, png in figures.items():
         _atomic_write(fig_dir / f"{stem}.png", png)
     md, page = a.folder / "report.md", a.folder / "report.html"
-    _atomic_write(md, markdown(a, fig_dir.name, list(figures)).encode())
-    _atomic_write(page, html_page(a, figures).encode())
+    _atomic_write(md, markdown(a, fig_dir.name, list(figures), notes).encode())
+    _atomic_write(page, html_page(a, figures, notes).encode())
     return md, page

@@ -21,7 +21,7 @@ from weights_helpers import TINY_RUN, VAL_ARGS, payloads, save_ultralytics, shar
 import attnyolo
 from attnyolo.checkpoints import CheckpointError, load_checkpoint
 from attnyolo.cli import main
-from attnyolo.finetune import GAMMA_COLUMNS, FreezeTransferred, GammaLogger, _start_checker, prepare
+from attnyolo.finetune import GAMMA_COLUMNS, FreezeTransferred, GammaLogger, start_checker, prepare
 from attnyolo.weights import TransferError
 
 METRICS = ("metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)")
@@ -312,11 +312,11 @@ def test_freeze_restores_each_parameters_own_requires_grad():
 def test_start_checker_raises_when_the_trainer_lost_transferred_weights():
     model = attnyolo.build("yolov8n.yaml")
     expected = state(model)
-    _start_checker(expected)(_Trainer(model, None))  # same weights: passes
+    start_checker(expected)(_Trainer(model, None))  # same weights: passes
     with torch.no_grad():
         model.model[3].conv.weight.add_(1.0)
     with pytest.raises(TransferError, match=r"did not start from the transferred weights: .*1 changed"):
-        _start_checker(expected)(_Trainer(model, None))
+        start_checker(expected)(_Trainer(model, None))
 
 
 def test_the_safe_loader_accepts_a_checkpoint_with_attention_layers(tmp_path):

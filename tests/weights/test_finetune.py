@@ -21,7 +21,7 @@ from weights_helpers import TINY_RUN, VAL_ARGS, payloads, save_ultralytics, shar
 import attnyolo
 from attnyolo.checkpoints import CheckpointError, load_checkpoint
 from attnyolo.cli import main
-from attnyolo.finetune import GAMMA_COLUMNS, FreezeTransferred, GammaLogger, start_checker, prepare
+from attnyolo.finetune import GAMMA_COLUMNS, FreezeTransferred, GammaLogger, prepare, start_checker
 from attnyolo.weights import TransferError
 
 METRICS = ("metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)")

@@ -67,6 +67,6 @@ def gallery_figures(a: Analysis, images: int = 4, imgsz: int | None = None) -> t
     out = {}
     for variant, fig in figures.items():
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80)
+        fig.savefig(buf, format="png", dpi=60)  # a photo grid: small enough to inline a few in report.html
         out[f"gallery-{variant}"] = buf.getvalue()
     return out, f"seed {seed}, {len(pictures)} validation images"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _graph_helpers import FIXTURES, record_channels
+from graph_helpers import FIXTURES, record_channels
 
 import attnyolo.graph as g
 from attnyolo.graph.channels import output_channels

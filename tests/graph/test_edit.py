@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from _graph_helpers import logical_target
+from graph_helpers import logical_target
 
 import attnyolo.graph as g
 from attnyolo.graph.edit import IndexMap, insert_rows, remove_rows

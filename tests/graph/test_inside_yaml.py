@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _graph_helpers import n_params, shapes
+from graph_helpers import n_params, shapes
 
 import attnyolo
 from attnyolo.graph.inside import bottlenecks, inner_params, inside_rows

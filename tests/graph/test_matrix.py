@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _graph_helpers import SKIPPED, matrix_scales, n_params, record_channels, shapes, shipped, with_scale
+from graph_helpers import SKIPPED, matrix_scales, n_params, record_channels, shapes, shipped, with_scale
 
 import attnyolo
 import attnyolo.graph as g

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from _graph_helpers import FIXTURES, SKIPPED, logical_target, n_params, shapes, shipped
+from graph_helpers import FIXTURES, SKIPPED, logical_target, n_params, shapes, shipped
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 import torch
-from _graph_helpers import FIXTURES, n_params
+from graph_helpers import FIXTURES, n_params
 from torch import nn
 
 import attnyolo

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from _graph_helpers import FIXTURES
+from graph_helpers import FIXTURES
 
 import attnyolo.graph as g
 from attnyolo.graph.yaml_io import dump, load, resolve_name, ultralytics_models_dir

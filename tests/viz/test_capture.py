@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import randomised_detector
+from viz_helpers import randomised_detector
 
 from attnyolo.viz import attention_maps
 from attnyolo.viz.errors import VizError

@@ -5,14 +5,16 @@ have ``channel_gate``), so one forward hook per gate sees the weights actually a
 Softmax gates switch to the explicit attention matrix while hooked (the fused kernel never forms it). The
 captured tensor's shape says what it is, relative to the feature map ``(B, C, H, W)`` entering the layer:
 
-- ``(B, C, 1, 1)`` or ``(B, C)``: **channel** weights, returned as a ``(C,)`` vector;
+- ``(B, C, 1, 1)``, ``(B, C)`` or ``(B, 1, C)``: **channel** weights, returned as a ``(C,)`` vector;
 - ``(B, c, h, w)`` with ``h`` or ``w`` > 1: a **spatial** map, averaged over its channels, returned ``(h, w)``
   (usually ``(H, W)``; coordinate attention gives ``(H, 1)`` and ``(1, W)`` strips);
 - ``(..., N, M)`` with ``N`` = H·W: **self-attention** rows; the row of the query position, averaged over heads,
   returned as ``(H, W)`` when ``M`` = H·W (otherwise the row as a ``(M,)`` vector over the module's keys);
 - ``(..., C, C)``: a **channel affinity** matrix (DANet's channel branch), averaged over the batch: ``(C, C)``;
 - ``(B, M, C, 1, 1)``: **branch** weights (SK, split attention): ``(M, C)``, one row per branch;
-- ``(..., T, T)`` of a temporal module: **temporal** attention between a clip's frames, averaged: ``(T, T)``.
+- ``(..., T, T)`` of a temporal module: **temporal** attention between a clip's frames, averaged: ``(T, T)``;
+- ``(B, ..., H·W)``: a distribution over positions (A2's gather, lambda's keys, external attention): **spatial**;
+- anything else with two or more dimensions (window attention): **weights**, the mean ``(N, M)`` block.
 
 Value ranges are the gate's: sigmoid gates in [0, 1], softmax rows in [0, 1] summing to 1, other activations as
 the module documents (``describe(name).notes``).
@@ -102,12 +104,20 @@ def _interpret(
         return "channel affinity", t.reshape(-1, c, c).mean(0)
     if t.ndim == 5 and t.shape[-2:] == (1, 1):  # per-branch channel weights (SK, split attention)
         return "branch", t[0, ..., 0, 0]
-    if t.ndim == 2 or (t.ndim == 4 and t.shape[-2:] == (1, 1)):
-        return "channel", t.reshape(t.shape[0], -1)[0]
-    if t.ndim == 4:
+    if t.ndim == 2 or (t.ndim == 4 and t.shape[-2:] == (1, 1)) or (t.shape[-1] == c and t.numel() == t.shape[0] * c):
+        return "channel", t.reshape(t.shape[0], -1)[0]  # (B, C), (B, C, 1, 1), ECA's (B, 1, C)
+    if t.ndim >= 3 and t.shape[-2:] == (h, w):  # a map, or per-position weights over a neighbourhood (CoT)
+        return "spatial", t[0].reshape(-1, h, w).mean(0)
+    if t.ndim == 4:  # (B, c, h', w'): strips of coordinate attention, pooled maps
         return "spatial", t[0].mean(0)
     if t.ndim == 5:  # grouped gates (B, groups, c, h, w)
         return "spatial", t[0].reshape(-1, *t.shape[-2:]).mean(0)
+    if t.ndim >= 2 and t.shape[-1] == h * w:  # distributions over positions (A2's gather, lambda's keys, EANet)
+        return "spatial", t[0].reshape(-1, h * w).mean(0).reshape(h, w)
+    if t.ndim == 3 and t.shape[-1] == c:  # (B, K, C): split attention over K splits (S2-MLPv2)
+        return "branch", t[0]
+    if t.ndim >= 2:  # window attention and other local layouts: the mean (…, N, M) block, shown as a matrix
+        return "weights", t.reshape(-1, t.shape[-2], t.shape[-1]).mean(0)
     raise VizError(f"cannot interpret an attention weight of shape {tuple(t.shape)} for a {feature} feature map")
 
 

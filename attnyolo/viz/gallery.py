@@ -153,7 +153,10 @@ def comparison_figures(
     for label, model in others.items():
         rows = []
         for p, b in zip(prepared, base_side, strict=True):
-            maps = attention_maps(model, p.tensor) if inserted_attention(model) else {}
+            try:
+                maps = attention_maps(model, p.tensor) if inserted_attention(model) else {}
+            except VizError:  # a gate this module shapes in its own way: the row keeps boxes and CAMs
+                maps = {}
             spatial = next((v.numpy() for k, v in maps.items() if v.ndim == 2 and is_spatial(k)), None)
             rows.append((p, b, (detect(model, p), eigen_cam(model, p.tensor)), spatial))
         figures[label] = comparison_grid(rows, (base_label, label))

@@ -9,11 +9,13 @@ INTERFACE_COLUMNS = (
 )  # fmt: skip
 # Tolerances between two executions of the same run (same seed, deterministic=True, workers=0, same torch thread
 # count) in different processes (driver vs. subprocess or Ray worker). Measured: mAP/P/R identical; losses differ by
-# up to 1.3e-4 (float summation order across processes); gamma by up to 3e-3, because Adam steps each gamma by about
-# lr * sign(grad) while its gradient is still tiny and noisy.
+# up to 1.3e-3 (float summation order across processes); gamma by up to 0.029, because Adam steps each gamma by about
+# its learning rate (10x lr0 in gamma's own group) times sign(grad) while that gradient is still tiny and noisy, so
+# one flipped sign moves gamma by a whole step. On this 1-epoch tiny grid mAP is 0, so the metric check is weak; the
+# real-data equality of stored and recomputed mAP is checked in test_valstats.py.
 METRIC_TOLERANCE = 1e-6
-LOSS_TOLERANCE = 1e-3
-GAMMA_TOLERANCE = 1e-2
+LOSS_TOLERANCE = 5e-3
+GAMMA_TOLERANCE = 0.05
 
 
 def comparable(rows: list[dict]) -> dict[str, dict]:

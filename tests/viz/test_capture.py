@@ -105,3 +105,29 @@ def test_bad_images_are_named(tmp_path, image, match):
         path.write_text("hello")
     with pytest.raises(VizError, match=match):
         prepare(path)
+
+
+def test_every_inserted_zoo_module_gives_interpretable_maps(val_images):
+    """Every zoo module that fits YOLOv8n's neck (non-temporal, default hyper-parameters) is captured without
+    an uninterpretable gate: the report's gallery runs on any grid."""
+    import attnyolo as ay
+    from attnyolo.graph.errors import GraphError
+
+    failures = {}
+    for name in ay.available():
+        spec = ay.describe(name)
+        if spec.needs_frames:
+            continue
+        try:
+            cfg, _ = ay.insert("yolov8n.yaml", name)
+            model = ay.build(cfg, nc=3).eval()
+        except (GraphError, ValueError):
+            continue  # a channel constraint at 64 channels: refused by the engine, not a viz matter
+        try:
+            maps = attention_maps(model, val_images[0], imgsz=64)
+        except VizError as e:
+            failures[name] = str(e)
+            continue
+        if not maps:
+            failures[name] = "no map captured"
+    assert not failures, failures

@@ -8,6 +8,7 @@ and load anywhere after this import.
 from attnyolo import runtime as _runtime
 
 _runtime.configure()  # before anything imports Ultralytics: offline, no auto-install, local font
+_runtime.import_ultralytics()  # its first-run settings notice on stderr: stdout stays data
 
 from attnyolo._version import __version__  # noqa: E402
 from attnyolo.checkpoints import load_checkpoint, load_safetensors_model, save_safetensors  # noqa: E402

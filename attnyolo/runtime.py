@@ -20,6 +20,8 @@ was imported first, :func:`configure` still places the fonts in the folder Ultra
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import sys
@@ -116,6 +118,22 @@ def configure() -> dict[str, object]:
         fonts=fonts_ok,
     )
     return _state
+
+
+def import_ultralytics() -> None:
+    """Import Ultralytics with its first-run notice ("Creating new Ultralytics Settings ...") on stderr.
+
+    Ultralytics logs to stdout, and on the first import in a new config folder it logs that notice: a command
+    whose stdout is data (``D=$(attnyolo data default)``) would capture it. The notice alone goes to stderr; the
+    log handler is then pointed back at stdout, where Ultralytics prints everything else.
+    """
+    if "ultralytics.utils" in sys.modules:
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        import ultralytics.utils  # noqa: F401
+    for handler in logging.getLogger("ultralytics").handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
+            handler.setStream(sys.stdout)
 
 
 def status() -> dict[str, object]:

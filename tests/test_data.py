@@ -100,3 +100,22 @@ def test_cli_prints_the_data_yaml_path(default_data):
     out = subprocess.run([exe, "data", "default"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0
     assert Path(out.stdout.strip()) == default_data
+
+
+def test_data_default_prints_only_the_path_on_a_first_run(tmp_path):
+    """``D=$(attnyolo data default)`` (README) in a fresh cache: Ultralytics' first-run settings notice must not
+    reach stdout."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "ATTNYOLO_HOME": str(tmp_path / "home")}
+    env.pop("YOLO_CONFIG_DIR", None)
+    out = subprocess.run(
+        [Path(sys.executable).with_name("attnyolo"), "data", "default"], capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 1 and Path(lines[0]).is_file(), out.stdout
+    assert "Creating new Ultralytics Settings" in out.stderr  # the notice is still shown, on stderr

@@ -9,13 +9,16 @@ Ultralytics does not read ``.safetensors`` models.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from torch import nn
 
-from attnyolo.checkpoints import load_checkpoint, load_safetensors_model, save_safetensors
+from attnyolo.checkpoints import (
+    load_checkpoint,
+    load_safetensors_model,
+    save_safetensors,
+    save_ultralytics_checkpoint,
+)
 from attnyolo.errors import AttnYoloError
 
 PT, SAFETENSORS = ".pt", ".safetensors"
@@ -40,7 +43,6 @@ def convert(
     output: str | os.PathLike,
     *,
     trust: bool = False,
-    save_pt: Callable[[nn.Module, Path, dict], Any],
 ) -> tuple[Path, int]:
     """Convert ``source`` (.pt or .safetensors) into ``output`` (the other format).
 
@@ -49,7 +51,6 @@ def convert(
             ``.safetensors``.
         output: the destination; its suffix must be the other format's.
         trust: full pickle load of a ``.pt`` source (only for files whose origin you trust).
-        save_pt: writes an Ultralytics checkpoint ``(model, path, attnyolo metadata)``.
 
     Returns:
         ``(output path, number of tensors written)``.
@@ -61,7 +62,7 @@ def convert(
         save_safetensors(net, output)
     elif kinds == (SAFETENSORS, PT):
         net = load_safetensors_model(source)
-        save_pt(net, output, {"converted_from": str(source)})
+        save_ultralytics_checkpoint(net, output, {"converted_from": str(source)})
     else:
         raise ConvertError(
             f"convert goes from .pt to .safetensors or back; got {source.name} -> {output.name} (name the files "

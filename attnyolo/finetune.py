@@ -51,7 +51,6 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +58,13 @@ import torch
 from torch import nn
 
 from attnyolo.atomic import write_atomically
-from attnyolo.checkpoints import CheckpointError, check_model_yaml, load_checkpoint, safetensors_model_yaml
+from attnyolo.checkpoints import (
+    CheckpointError,
+    check_model_yaml,
+    load_checkpoint,
+    safetensors_model_yaml,
+    save_ultralytics_checkpoint,
+)
 from attnyolo.errors import AttnYoloError
 from attnyolo.graph.layers import METADATA_KEY, layers
 from attnyolo.models import checkpoint_model, unwrap
@@ -541,7 +546,6 @@ def finetune(
         FinetuneError, DataError, GraphError: bad arguments, data YAML or placement, a base that is not a detector.
     """
     from ultralytics import YOLO
-    from ultralytics import __version__ as ultralytics_version
 
     if isinstance(freeze_epochs, bool) or not isinstance(freeze_epochs, int) or freeze_epochs < 0:
         raise FinetuneError(f"freeze_epochs must be an integer >= 0, got {freeze_epochs!r}")
@@ -557,16 +561,7 @@ def finetune(
     tmp = Path(tempfile.mkdtemp(prefix="attnyolo-finetune-"))
     try:
         start = tmp / f"{Path(base).stem}-attnyolo-start.pt"
-        torch.save(
-            {
-                "model": model.eval(),
-                "train_args": {"task": "detect", "data": str(data)},
-                "date": datetime.now(UTC).isoformat(),
-                "version": ultralytics_version,
-                "attnyolo": {"base": str(base), "transfer": report.counts},
-            },
-            start,
-        )
+        save_ultralytics_checkpoint(model, start, {"base": str(base), "transfer": report.counts}, data=data)
         yolo = YOLO(str(start))
         logger = add_gamma_logging(yolo)
         yolo.add_callback("on_pretrain_routine_start", _keep_start(start))

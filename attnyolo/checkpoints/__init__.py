@@ -26,13 +26,14 @@ Every failure raises :class:`CheckpointError` naming the file and the problem; n
 
 Layout: :mod:`.sniff` (what a file is, from its first bytes), :mod:`.pickle_scan` (the pickle disassembly and
 allow-list), :mod:`.safetensors_io` (header validation, metadata, export), :mod:`.loading` (the loaders and the
-model YAML check), :mod:`.errors`.
+model YAML check), :mod:`.ultralytics_pt` (writing the ``.pt`` Ultralytics loads), :mod:`.errors`.
 """
 
 from attnyolo.checkpoints.errors import TRUST_HINT, CheckpointError
 from attnyolo.checkpoints.loading import check_model_yaml, load_checkpoint, load_safetensors_model
 from attnyolo.checkpoints.pickle_scan import MODULE_PREFIXES
 from attnyolo.checkpoints.safetensors_io import FORMAT, safetensors_metadata, safetensors_model_yaml, save_safetensors
+from attnyolo.checkpoints.ultralytics_pt import save_ultralytics_checkpoint
 
 __all__ = [
     "FORMAT",
@@ -45,4 +46,5 @@ __all__ = [
     "safetensors_metadata",
     "safetensors_model_yaml",
     "save_safetensors",
+    "save_ultralytics_checkpoint",
 ]

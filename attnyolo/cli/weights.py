@@ -11,9 +11,7 @@ reach :func:`attnyolo.cli.main` as attnyolo errors and are printed as one line.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -74,17 +72,6 @@ def finetune_command(
     console.print(f"best: {result.best}")
 
 
-def _save_pt(model: Any, path: Path, meta: dict) -> None:
-    """An Ultralytics-style checkpoint (``YOLO(path)`` loads it), written atomically."""
-    import torch
-    from ultralytics import __version__ as ultralytics_version
-
-    from attnyolo.atomic import write_atomically
-
-    ckpt = {"model": model, "train_args": {}, "date": datetime.now(UTC).isoformat()}
-    write_atomically(path, lambda tmp: torch.save({**ckpt, "version": ultralytics_version, "attnyolo": meta}, tmp))
-
-
 def transfer_command(
     edited: str = typer.Argument(..., help="The edited model YAML (from `attnyolo insert`)."),
     base: Path = typer.Argument(..., help="Base checkpoint: .pt (Ultralytics or state dict) or .safetensors."),
@@ -102,7 +89,7 @@ def transfer_command(
     BASE may be the base model or an edited one (the same or another attention, placement): the two
     architectures are aligned. A transfer that would leave weights behind stops, unless --allow-partial.
     """
-    from attnyolo.checkpoints import save_safetensors
+    from attnyolo.checkpoints import save_safetensors, save_ultralytics_checkpoint
     from attnyolo.graph import build, load
     from attnyolo.weights import load_source, transfer
 
@@ -123,7 +110,7 @@ def transfer_command(
     if output.suffix == ".safetensors":
         save_safetensors(model, output)
     else:
-        _save_pt(model.eval(), output, meta)
+        save_ultralytics_checkpoint(model, output, meta)
     console.print(f"wrote {output}")
 
 
@@ -142,7 +129,7 @@ def convert_command(
 
     if output.exists() and not force:
         raise ConvertError(f"{output} exists; pass --force to overwrite it, or give another name")
-    written, tensors = convert(source, output, trust=trust, save_pt=_save_pt)
+    written, tensors = convert(source, output, trust=trust)
     make_console().print(f"wrote {written} ({tensors} tensors)")
 
 

@@ -141,23 +141,10 @@ def start_model(grid: Grid, variant: Variant, seed: int, nc: int, names: dict) -
 
 
 def save_start(model: torch.nn.Module, path: Path, data: str, meta: Mapping) -> Path:
-    """An Ultralytics checkpoint ``YOLO(path)`` loads (as :func:`attnyolo.finetune` writes it), atomically."""
-    from ultralytics import __version__ as ultralytics_version
+    """The run's start model as an Ultralytics checkpoint ``YOLO(path)`` loads, as :func:`attnyolo.finetune` writes it."""
+    from attnyolo.checkpoints import save_ultralytics_checkpoint
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(
-        {
-            "model": model.eval(),
-            "train_args": {"task": "detect", "data": str(data)},
-            "date": datetime.now(UTC).isoformat(),
-            "version": ultralytics_version,
-            "attnyolo": dict(meta),
-        },
-        tmp,
-    )
-    os.replace(tmp, path)
-    return path
+    return save_ultralytics_checkpoint(model, path, meta, data=data)
 
 
 def start_callbacks(model: torch.nn.Module, report: Any) -> dict[str, list[Callable]]:

@@ -409,21 +409,11 @@ def _keep_start(start: Path):
         wdir = Path(trainer.wdir)
         wdir.mkdir(parents=True, exist_ok=True)
         kept = wdir / START_PT
-        _atomic(kept, lambda tmp: shutil.copyfile(start, tmp))
+        write_atomically(kept, lambda tmp: shutil.copyfile(start, tmp))
         trainer.args.model = str(kept)
-        _atomic(Path(trainer.save_dir) / "args.yaml", lambda tmp: YAML.save(tmp, vars(trainer.args)))
+        write_atomically(Path(trainer.save_dir) / "args.yaml", lambda tmp: YAML.save(tmp, vars(trainer.args)))
 
     return keep
-
-
-def _atomic(path: Path, write: Any) -> None:
-    """``write(tmp)`` a file beside ``path``, then rename it into place (created by ``open``: the umask's mode)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def report_writer(report: TransferReport):

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -221,13 +220,10 @@ def insert_command(
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Write beside ``path`` and rename into place: a crash never leaves half a YAML (mode from the umask)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write ``path`` atomically: a crash never leaves half a YAML."""
+    from attnyolo.atomic import write_atomically
+
+    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def yolo_command(ctx: typer.Context) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from attnyolo.atomic import write_atomically
+
 from attnyolo.experiments import executors
 from attnyolo.experiments.grid import Grid, GridError, differences, resolve
 from attnyolo.experiments.progress import GridProgress
@@ -38,9 +40,7 @@ def load_grid_yaml(path: str | os.PathLike) -> dict:
 
 
 def _write_yaml(path: Path, content: Mapping) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(yaml.safe_dump(dict(content), sort_keys=False))
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: tmp.write_text(yaml.safe_dump(dict(content), sort_keys=False)))
 
 
 def open_store(folder: Path, grid: Grid) -> ResultsStore:

@@ -134,14 +134,13 @@ def save(path: str | os.PathLike, stats: dict[str, np.ndarray]) -> Path:
     missing = [k for k in KEYS if k not in stats]
     if missing:
         raise ValueError(f"val stats lack {', '.join(missing)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez_compressed(tmp, **{k: stats[k] for k in KEYS})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    from attnyolo.atomic import write_atomically
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: given a name, numpy would append ".npz" to it
+            np.savez_compressed(f, **{k: stats[k] for k in KEYS})
+
+    return write_atomically(path, write)
 
 
 def load(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from attnyolo.atomic import write_atomically
 from attnyolo.viz.cam import eigen_cam
 from attnyolo.viz.capture import attention_maps, inserted_attention, is_spatial
 from attnyolo.viz.detect import detect
@@ -52,17 +53,11 @@ def writable_folder(out: Path) -> Path:
 def _save_png(image: np.ndarray, path: Path) -> Path:
     from PIL import Image
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(image).save(tmp, format="PNG")
-    tmp.replace(path)
-    return path
+    return write_atomically(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
 
 
 def _save_figure(fig: Figure, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=110)
-    tmp.replace(path)
-    return path
+    return write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 
 
 def write_gallery(
@@ -134,10 +129,7 @@ def write_index(gallery: Gallery) -> Path:
             label = o.stem.split("__", 1)[1]
             parts.append(f"<div class='ov'>{html.escape(label)}<br>{_img(o, '320px')}</div>")
     parts.append("</body></html>")
-    tmp = gallery.index.with_name(".index.html.tmp")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    tmp.replace(gallery.index)
-    return gallery.index
+    return write_atomically(gallery.index, lambda tmp: tmp.write_text("\n".join(parts), encoding="utf-8"))
 
 
 def comparison_figures(

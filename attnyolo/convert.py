@@ -20,6 +20,7 @@ from attnyolo.checkpoints import (
     save_ultralytics_checkpoint,
 )
 from attnyolo.errors import AttnYoloError
+from attnyolo.models import checkpoint_model
 
 PT, SAFETENSORS = ".pt", ".safetensors"
 
@@ -29,7 +30,7 @@ class ConvertError(AttnYoloError):
 
 
 def _model_of(path: Path, ckpt: dict) -> nn.Module:
-    net = next((ckpt[k] for k in ("ema", "model") if isinstance(ckpt.get(k), nn.Module)), None)
+    net = checkpoint_model(ckpt)
     if net is None or not isinstance(getattr(net, "yaml", None), dict):
         raise ConvertError(
             f"{path}: holds no model with its architecture (a bare state dict?); convert needs a checkpoint saved by "

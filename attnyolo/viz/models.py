@@ -10,17 +10,16 @@ from typing import Any
 
 from torch import nn
 
+from attnyolo.models import checkpoint_model, unwrap
 from attnyolo.viz.errors import VizError
 
 
 def torch_model(model: Any) -> nn.Module:
-    """The ``nn.Module`` inside an Ultralytics ``YOLO`` object (or the module itself)."""
-    inner = getattr(model, "model", None)
-    if not isinstance(model, nn.Module) and isinstance(inner, nn.Module):
-        return inner
-    if isinstance(model, nn.Module):
-        return model
-    raise VizError(f"expected a detection model or a YOLO object, got {type(model).__name__}")
+    """The detection model inside an Ultralytics ``YOLO`` object (or the model itself), as a VizError if neither."""
+    try:
+        return unwrap(model)
+    except TypeError as e:
+        raise VizError(str(e)) from None
 
 
 def _checkpoint_file(path: Path) -> Path:
@@ -43,8 +42,7 @@ def load_model(source: Any, *, trust: bool = False) -> nn.Module:
 
     if path.suffix == ".safetensors":
         return load_safetensors_model(path).float().eval()
-    ckpt = load_checkpoint(path, trust=trust)
-    for key in ("ema", "model"):
-        if isinstance(ckpt.get(key), nn.Module):
-            return ckpt[key].float().eval()
+    net = checkpoint_model(load_checkpoint(path, trust=trust))
+    if net is not None:
+        return net.float().eval()
     raise VizError(f"{path}: holds weights only (a state dict), not a model to run; pass a .pt saved by Ultralytics")

@@ -131,3 +131,17 @@ def test_every_inserted_zoo_module_gives_interpretable_maps(val_images):
         if not maps:
             failures[name] = "no map captured"
     assert not failures, failures
+
+
+def test_a_yolo_object_is_unwrapped_to_its_detection_model():
+    """``YOLO`` is itself an ``nn.Module``: the viz must still reach the DetectionModel inside it."""
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import DetectionModel
+
+    from attnyolo.viz.models import load_model, torch_model
+
+    yolo = YOLO("yolov8n.yaml")
+    assert type(torch_model(yolo)) is DetectionModel
+    assert type(load_model(yolo)) is DetectionModel
+    with pytest.raises(VizError, match="expected a torch model"):
+        torch_model("not a model")

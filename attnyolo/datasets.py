@@ -65,7 +65,7 @@ class SplitReport:
     unlabelled: list[Path] = field(default_factory=list)
 
 
-def _split_images(source: Any) -> list[Path]:
+def split_images(source: Any) -> list[Path]:
     """Image files of a split given as Ultralytics resolves it: a folder, a ``.txt`` list of images, or a list."""
     from ultralytics.data.utils import IMG_FORMATS
 
@@ -152,7 +152,7 @@ def scan_data(data: str | Path) -> tuple[dict, list[SplitReport]]:
     for split in ("train", "val", "test"):
         if not info.get(split):
             continue
-        images = _split_images(info[split])
+        images = split_images(info[split])
         if not images:
             raise DataError(f"{split}: no images in {info[split]}")
         report = SplitReport(split, images=len(images))

@@ -22,15 +22,9 @@ def _best(folder: Path, run: dict) -> Path | None:
 
 
 def _val_images(data: str, n: int) -> list[Path]:
-    from attnyolo.datasets import check_data
+    from attnyolo.datasets import check_data, split_images
 
-    info = check_data(data)
-    val = info.get("val")
-    folders = val if isinstance(val, list) else [val]
-    images = sorted(
-        p for f in folders if f for p in Path(f).rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp"}
-    )
-    return images[:n]
+    return sorted(split_images(check_data(data)["val"]))[:n]  # a folder, an image list or a list, as Ultralytics
 
 
 def gallery_figures(a: Analysis, images: int = 4, imgsz: int | None = None) -> tuple[dict[str, bytes], str]:

@@ -15,11 +15,9 @@ attention weights observed, or the refusal their ``memory_limit_mb`` gives.
 from __future__ import annotations
 
 import gc
-import itertools
 import os
 import statistics
 import sys
-import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ from torch.utils._pytree import tree_leaves
 
 from attnyolo.bench.reference import build_reference, ours_overrides
 from attnyolo.registry import ModuleSpec, specs
+from attnyolo.timing import interleaved_times
 
 Shape = tuple[int, int, int, int]
 FULL_SIZES: tuple[Shape, ...] = ((1, 256, 40, 40), (8, 128, 80, 80))
@@ -109,29 +108,6 @@ def _step(module: nn.Module, x: torch.Tensor, grad: torch.Tensor | None = None) 
     y = _first(module(x))
     y.backward(grad if grad is not None else torch.ones_like(y))
     return y
-
-
-def interleaved_times(calls: Sequence[Callable[[], object]], repeat: int = 10, warmup: int = 2) -> list[list[float]]:
-    """Seconds of each of ``repeat`` runs of every call in ``calls``, taking turns run by run.
-
-    A load change on a shared machine then hits all of them alike. The order cycles through every
-    permutation, because on CPU the call that runs right after another one pays for the memory that one
-    freed (allocator and page-fault effects of up to 30%): a fixed or merely rotated order always gives the
-    same call the same predecessor. (With many calls the permutations are cycled, not exhausted.)
-    """
-    times: list[list[float]] = [[] for _ in calls]
-    orders = itertools.permutations(range(len(calls)))
-    for i in range(warmup + repeat):
-        order = next(orders, None)
-        if order is None:
-            orders = itertools.permutations(range(len(calls)))
-            order = next(orders)
-        for k in order:
-            t0 = time.perf_counter()
-            calls[k]()
-            if i >= warmup:
-                times[k].append(time.perf_counter() - t0)
-    return times
 
 
 def time_runs(modules: Sequence[nn.Module], x: torch.Tensor, repeat: int = 10, warmup: int = 2) -> list[list[float]]:

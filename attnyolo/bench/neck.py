@@ -6,7 +6,7 @@ product path, adapter included, with ``gamma`` set to a trained-like non-zero va
 reference implementation (timm / Ultralytics, same weights, see :mod:`attnyolo.bench.reference`) inserted by
 hand at the same three places (:class:`After`). All three are in eval mode, fused where Ultralytics fuses
 (``model.fuse()``), and run inference at batch 1 (``--imgsz``, default 320) on the CPU. The three take turns
-run by run in an order cycling through all permutations (:func:`attnyolo.bench.modules.interleaved_times`);
+run by run in an order cycling through all permutations (:func:`attnyolo.timing.interleaved_times`);
 an overhead is the median over runs of ``t(model) / t(base) - 1`` for runs timed back to back, so load
 changes on a shared machine cancel out. The load average is printed before and after.
 """
@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from attnyolo.bench.modules import interleaved_times
 from attnyolo.bench.reference import build_reference, ours_overrides
 from attnyolo.registry import ModuleSpec, describe, specs
+from attnyolo.timing import interleaved_times
 
 DEFAULT_MODULES = ("se", "eca", "cbam")
 TRAINED_GAMMA = 0.5  # a trained identity-start gamma is non-zero: no shortcut may hide the module's cost

@@ -388,18 +388,11 @@ def interleaved_latency(
     Alternating the two in one process makes both see the same machine load, so the ratio means something even
     on a shared machine where absolute times are noise.
     """
+    from attnyolo.timing import interleaved_times
+
     nets = [model.float().cpu().eval(), baseline.float().cpu().eval()]
     x = torch.zeros(1, 3, imgsz, imgsz)
-    times: list[list[float]] = [[], []]
     with torch.inference_mode():
-        for _ in range(warmup):
-            for net in nets:
-                net(x)
-        for r in range(rounds):
-            order = (0, 1) if r % 2 == 0 else (1, 0)  # neither always runs first
-            for i in order:
-                t0 = time.perf_counter()
-                nets[i](x)
-                times[i].append((time.perf_counter() - t0) * 1e3)
-    ms, base = statistics.median(times[0]), statistics.median(times[1])
+        times = interleaved_times([lambda n=n: n(x) for n in nets], repeat=rounds, warmup=warmup)
+    ms, base = (statistics.median(t) * 1e3 for t in times)
     return Latency(ms=ms, baseline_ms=base, ratio=ms / base, rounds=rounds)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any

@@ -17,7 +17,6 @@ from typing import Any
 import yaml
 
 from attnyolo.atomic import write_atomically
-
 from attnyolo.experiments import executors
 from attnyolo.experiments.grid import Grid, GridError, differences, resolve
 from attnyolo.experiments.progress import GridProgress

@@ -140,7 +140,7 @@ def start_model(grid: Grid, variant: Variant, seed: int, nc: int, names: dict) -
 
 
 def save_start(model: torch.nn.Module, path: Path, data: str, meta: Mapping) -> Path:
-    """The run's start model as an Ultralytics checkpoint ``YOLO(path)`` loads, as :func:`attnyolo.finetune` writes it."""
+    """The run's start model as the Ultralytics checkpoint ``YOLO(path)`` loads (as :func:`attnyolo.finetune`)."""
     from attnyolo.checkpoints import save_ultralytics_checkpoint
 
     return save_ultralytics_checkpoint(model, path, meta, data=data)

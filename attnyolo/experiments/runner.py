@@ -218,7 +218,7 @@ def run_one(task: Mapping[str, Any], on_epoch: Callable[[str, int, int], None] |
     import yaml
     from ultralytics import YOLO
 
-    from attnyolo.datasets import check_data
+    from attnyolo.data.check import check_data
     from attnyolo.experiments import costs, valstats
     from attnyolo.finetune import GAMMA_CSV, add_gamma_logging, add_gamma_optimiser
     from attnyolo.graph import build

@@ -1,7 +1,7 @@
 """The report of an ablation grid: ``report.md`` and a self-contained ``report.html``, drawn from the database alone.
 
 :func:`write_report` (CLI: ``attnyolo report GRID_DIR``) reads ``GRID_DIR/ablate.sqlite`` and each run's
-``val_stats.npz``, computes the verdicts (:mod:`attnyolo.stats`), draws the figures (:mod:`.plots`) and writes
+``val_stats.npz``, computes the verdicts (:mod:`attnyolo.report.stats`), draws the figures (:mod:`.plots`) and writes
 ``GRID_DIR/report.md`` (figures in ``GRID_DIR/report_figures/``) and ``GRID_DIR/report.html`` (figures embedded).
 """
 

@@ -1,7 +1,7 @@
 """From a grid's results database to the numbers of the report: one :class:`VariantRow` per variant.
 
 Reads the store (:class:`attnyolo.experiments.store.ResultsStore`) and each run's ``val_stats.npz``, pairs every
-variant's runs with the baseline's runs of the same seeds, and hands them to :mod:`attnyolo.stats`.
+variant's runs with the baseline's runs of the same seeds, and hands them to :mod:`attnyolo.report.stats`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from attnyolo import stats
 from attnyolo.errors import AttnYoloError
+from attnyolo.report import stats
 
 
 class ReportError(AttnYoloError):

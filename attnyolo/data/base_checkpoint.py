@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-BASE_PATH = Path(__file__).parent / "data" / "base_yolov8n_bccd.safetensors"
+BASE_PATH = Path(__file__).with_name("base_yolov8n_bccd.safetensors")
 """The shipped base checkpoint."""
 
 RECORDED = {"map50": 0.6885, "map50_95": 0.4112}

@@ -7,9 +7,9 @@ import math
 
 import pytest
 import torch
+from attention_helpers import assert_output_is_input_times_gate, assert_same_output, n_params, randomise_
 from timm.layers.coord_attn import CoordAttn, EfficientLocalAttn, SimpleCoordAttn
 from torch import nn
-from zoo_helpers import assert_output_is_input_times_gate, assert_same_output, n_params, randomise_
 
 from attnyolo.registry import create
 

@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from model_helpers import hostile_activation, yolov8n_cfg
 from ultralytics.nn.tasks import DetectionModel
-from weights_helpers import hostile_activation, yolov8n_cfg
 
-HERE = Path(__file__).parent
+TESTS = Path(__file__).parents[1]  # where model_helpers.py is
 LOADERS = ("load_safetensors_model", "load_checkpoint", "transfer", "finetune", "cli transfer", "cli finetune")
 FILES = ("activation.safetensors", "activation.pt", "nested-model.safetensors", "system.pt", "constructor.pt")
 pytestmark = pytest.mark.slow  # two child processes (~30 s); the same checks run in-process in test_names.py
@@ -31,11 +31,11 @@ def loaded(tmp_path_factory):
     for mode, flags in (("optimised", ["-O"]), ("default", [])):
         root = tmp_path_factory.mktemp(f"hostile-{mode}")
         code = (
-            "import json, sys; import attnyolo; sys.path.insert(0, sys.argv[1]); import weights_helpers; "
-            "print('REPORT ' + json.dumps(weights_helpers.load_hostile_files(__import__('pathlib').Path(sys.argv[2]))))"
+            "import json, sys; import attnyolo; sys.path.insert(0, sys.argv[1]); import model_helpers; "
+            "print('REPORT ' + json.dumps(model_helpers.load_hostile_files(__import__('pathlib').Path(sys.argv[2]))))"
         )
         proc = subprocess.run(
-            [sys.executable, *flags, "-c", code, str(HERE), str(root)],
+            [sys.executable, *flags, "-c", code, str(TESTS), str(root)],
             capture_output=True,
             text=True,
             timeout=600,

@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from attention_helpers import assert_same_output, capture, load_weights, n_params, randomise_
 from timm.layers import create_attn
 from timm.layers.cbam import CbamModule, LightCbamModule, SpatialAttn
 from timm.layers.coord_attn import StripAttn
@@ -17,7 +18,6 @@ from timm.layers.mlp import ConvMlp
 from torch import nn
 from ultralytics.nn.modules.conv import CBAM as UltralyticsCBAM
 from ultralytics.nn.modules.conv import SpatialAttention as UltralyticsSpatialAttention
-from zoo_helpers import assert_same_output, capture, load_weights, n_params, randomise_
 
 from attnyolo.attention._base import SafeBatchNorm2d
 from attnyolo.registry import create, describe

@@ -1,4 +1,4 @@
-"""attnyolo.stats on hand-made per-image data: exactness against Ultralytics' AP, bootstrap, Holm, verdicts."""
+"""attnyolo.report.stats on hand-made per-image data: exactness against Ultralytics' AP, bootstrap, Holm, verdicts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import attnyolo  # noqa: F401  (offline switches before Ultralytics)
-from attnyolo import stats
+from attnyolo.report import stats
 
 
 def toy(rng: np.random.Generator, n_img: int = 20, nc: int = 3, hit: float = 0.6, extra: int = 3) -> dict:

@@ -13,7 +13,7 @@ The AP of a resample is Ultralytics' (``ultralytics.utils.metrics.ap_per_class``
 interpolation, trapezoid, mean over the classes that have targets), evaluated without copying predictions: an
 image drawn ``w`` times weights its predictions and targets by ``w``. Only the points where the recall changes
 can change the interpolated envelope (the first and the last point of each recall level), so each resample is
-evaluated on those points alone, for all resamples at once. ``tests/test_stats.py`` checks the result against
+evaluated on those points alone, for all resamples at once. ``tests/report/test_stats.py`` checks the result against
 ``ap_per_class`` on explicitly duplicated predictions.
 """
 

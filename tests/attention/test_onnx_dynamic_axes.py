@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from test_recent_defaults import RECENT
+from test_defaults_fit_yolo_layers import RECENT
 
 from attnyolo.registry import create
 

@@ -1,4 +1,4 @@
-"""Fixtures of the viz tests: detectors with attention whose weights make non-trivial maps."""
+"""Fixtures of the CLI tests: validation images for ``attnyolo viz``."""
 
 from __future__ import annotations
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from attention_helpers import capture, load_weights, randomise_
 from timm.layers.non_local_attn import BatNonLocalAttn, NonLocalAttn
 from torch import nn
-from zoo_helpers import capture, load_weights, randomise_
 
 from attnyolo.attention.nonlocal_family import _adaptive_max_bins
 from attnyolo.registry import available, create, describe

@@ -1,5 +1,7 @@
-"""The weight tests' one helper module: tiny models, a hand-edited YOLOv8n YAML, trained bases and fine-tuning
-recipes, and files that attack the loaders (pickle payloads, model YAMLs that would run code)."""
+"""The helper module of the checkpoint, weight-transfer and fine-tune tests (at tests/ so every folder imports it:
+pytest's prepend mode puts the root conftest's folder on ``sys.path``): tiny models, a hand-edited YOLOv8n YAML,
+trained bases and fine-tuning recipes, and files that attack the loaders (pickle payloads, model YAMLs that would
+run code)."""
 
 from __future__ import annotations
 

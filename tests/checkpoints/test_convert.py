@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_helpers import build, payloads, save_ultralytics
 from ultralytics import YOLO
-from weights_helpers import build, payloads, save_ultralytics
 
 import attnyolo
 from attnyolo.checkpoints import load_safetensors_model, safetensors_metadata

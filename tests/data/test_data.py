@@ -12,7 +12,7 @@ from PIL import Image
 
 from attnyolo import data as embedded
 
-SOURCE = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "bccd"
+SOURCE = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "bccd"
 SPLITS = {"train": 205, "val": 87, "test": 72}  # the source README's table
 
 

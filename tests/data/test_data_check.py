@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from attnyolo.cli import main
-from attnyolo.datasets import scan_data
+from attnyolo.data.check import scan_data
 from attnyolo.errors import DataError
 
 BCCD = {"train": (205, 2804), "val": (87, 1137), "test": (72, 945)}  # images and boxes: the source README's table

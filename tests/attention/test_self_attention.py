@@ -12,12 +12,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from attention_helpers import assert_same_output, capture, randomise_
 from timm.layers.bottleneck_attn import BottleneckAttn as TimmBottleneck
 from timm.layers.halo_attn import HaloAttn as TimmHalo
 from timm.layers.lambda_layer import LambdaLayer as TimmLambda
 from torch import nn
 from ultralytics.nn.modules.block import PSA, ABlock
-from zoo_helpers import assert_same_output, capture, randomise_
 
 from attnyolo.attention.transformer import sine_position_encoding
 from attnyolo.registry import create

@@ -1,11 +1,11 @@
 """The main job behind ``make demo`` (``attnyolo demo``): does attention help this detector, and at what cost?
 
 An ablation grid (:func:`attnyolo.experiments.ablate`) on the embedded data: the shipped base checkpoint
-(:mod:`attnyolo.base`, a YOLOv8n trained on it) fine-tuned once as it is (the control, "baseline") and once per
-attention variant (five in the neck, one in the backbone), each through the weight transfer with an identity start,
-with one shared recipe and two seeds; then the report (:func:`attnyolo.report.write_report`): a verdict per variant
-from a Holm-corrected paired bootstrap, the costs, and ``report.html``. The grid folder is an ordinary ablate folder:
-running the same command again resumes it (finished runs are kept).
+(:mod:`attnyolo.data.base_checkpoint`, a YOLOv8n trained on it) fine-tuned once as it is (the control, "baseline") and
+once per attention variant (five in the neck, one in the backbone), each through the weight transfer with an identity
+start, with one shared recipe and two seeds; then the report (:func:`attnyolo.report.write_report`): a verdict per
+variant from a Holm-corrected paired bootstrap, the costs, and ``report.html``. The grid folder is an ordinary ablate
+folder: running the same command again resumes it (finished runs are kept).
 
 ``quick=True`` is a first look in about two minutes: two neck variants and the baseline, one seed, one epoch.
 """
@@ -55,8 +55,8 @@ def demo_grid(
     data: str | Path | None = None, *, quick: bool = False, seeds: int | None = None, **yolo_args: Any
 ) -> dict[str, Any]:
     """The demo's grid (the content of its ``grid.yaml``), with ``yolo_args`` overriding the recipe."""
-    from attnyolo.base import base_path
     from attnyolo.data import default_dataset
+    from attnyolo.data.base_checkpoint import base_path
 
     if "data" in yolo_args:
         raise DemoError("give the data once: --data PATH or data=PATH")

@@ -1,6 +1,6 @@
 """Scaffolding shared by the zoo's reference tests: random weights, weight copying, output comparison, gate capture.
 
-The test files import it as ``from zoo_helpers import ...``: pytest's default ``prepend`` import mode puts the
+The test files import it as ``from attention_helpers import ...``: pytest's default ``prepend`` import mode puts the
 folder of a test file (this one) on ``sys.path``.
 """
 

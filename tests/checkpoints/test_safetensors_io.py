@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 import yaml
+from model_helpers import build, edited_cfg, yolov8n_cfg
 from safetensors.torch import save_file
 from torch import nn
 from ultralytics import YOLO
-from weights_helpers import build, edited_cfg, yolov8n_cfg
 
 from attnyolo import __version__
 from attnyolo.checkpoints import (

@@ -13,8 +13,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from attention_helpers import capture, randomise_
 from torch import nn
-from zoo_helpers import capture, randomise_
 
 from attnyolo.attention.spatial_temporal import DividedSpaceTimeAttention, SpaceTimeNonLocal
 from attnyolo.attention.temporal import GLTR, TAM, TemporalMHSA

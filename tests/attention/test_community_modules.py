@@ -14,8 +14,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from attention_helpers import capture, load_weights, n_params, randomise_
 from torch import nn
-from zoo_helpers import capture, load_weights, n_params, randomise_
 
 from attnyolo.attention.acmix import reflect_index
 from attnyolo.attention.second_order import newton_schulz_sqrt

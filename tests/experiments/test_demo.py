@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from attnyolo.cli.app import main
-from attnyolo.demo import DEMO_RECIPE, DEMO_VARIANTS, DemoError, data_label, demo_grid
+from attnyolo.experiments.demo import DEMO_RECIPE, DEMO_VARIANTS, DemoError, data_label, demo_grid
 
 
 def test_demo_grid_covers_neck_and_backbone_with_two_seeds():
@@ -64,8 +64,8 @@ def test_demo_recipe_keeps_the_control_at_or_above_the_base(tmp_path):
     import torch
     from ultralytics import YOLO
 
-    from attnyolo.base import RECORDED, load_base, validate
     from attnyolo.data import default_dataset
+    from attnyolo.data.base_checkpoint import RECORDED, load_base, validate
 
     start = tmp_path / "start.pt"
     torch.save({"model": load_base(), "train_args": {"task": "detect"}}, start)  # our own file, for YOLO(path)

@@ -14,9 +14,9 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
+from attention_helpers import assert_same_output, capture, load_weights, randomise_
 from timm.models.volo import OutlookAttention as TimmOutlookAttention
 from torch import nn
-from zoo_helpers import assert_same_output, capture, load_weights, randomise_
 
 from attnyolo.registry import create
 

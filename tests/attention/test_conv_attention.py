@@ -12,8 +12,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from attention_helpers import assert_same_output, capture, load_weights, randomise_
 from torch import nn
-from zoo_helpers import assert_same_output, capture, load_weights, randomise_
 
 from attnyolo.registry import create
 

@@ -7,10 +7,10 @@ import zipfile
 
 import pytest
 import torch
+from model_helpers import build, payloads, yolov8n_cfg
 from torch import nn
 from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils import IterableSimpleNamespace
-from weights_helpers import build, payloads, yolov8n_cfg
 
 from attnyolo.checkpoints import CheckpointError, load_checkpoint, save_safetensors
 

@@ -13,8 +13,8 @@ import math
 import pytest
 import torch
 import torchvision
+from attention_helpers import assert_output_is_input_times_gate, n_params, randomise_
 from torch import nn
-from zoo_helpers import assert_output_is_input_times_gate, n_params, randomise_
 
 from attnyolo.registry import create
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnyolo.base import BASE_PATH, RECORDED, VAL_ARGS, load_base
 from attnyolo.checkpoints import load_safetensors_model, safetensors_metadata
+from attnyolo.data.base_checkpoint import BASE_PATH, RECORDED, VAL_ARGS, load_base
 
 TOLERANCE = 0.002
 """Absolute mAP tolerance: the same fp16 weights validated on another CPU may round a few boxes differently."""
@@ -30,7 +30,7 @@ def test_base_is_fp16_safetensors_with_its_yaml_and_loads_safely():
 def test_base_reproduces_its_recorded_map_and_per_image_stats_give_the_same_map(tmp_path):
     from attnyolo.data import default_dataset
     from attnyolo.experiments import valstats
-    from attnyolo.stats import map_ultralytics
+    from attnyolo.report.stats import map_ultralytics
 
     pt = tmp_path / "base.pt"
     torch.save({"model": load_base(), "train_args": {"task": "detect"}}, pt)  # our own file, for YOLO(path)

@@ -1,6 +1,6 @@
 """Fine-tuning with attention from a trained base checkpoint: transfer, identity start, gamma log, freezing, CLI.
 
-The base is a YOLOv8n trained on the embedded dataset once per session (``weights_helpers.BASE_RECIPE``: enough
+The base is a YOLOv8n trained on the embedded dataset once per session (``model_helpers.BASE_RECIPE``: enough
 epochs for non-zero metrics, so the metric comparison compares real numbers).
 """
 
@@ -15,8 +15,8 @@ import sys
 import pytest
 import torch
 import yaml
+from model_helpers import TINY_RUN, VAL_ARGS, payloads, save_ultralytics, shared_base, state
 from ultralytics import YOLO
-from weights_helpers import TINY_RUN, VAL_ARGS, payloads, save_ultralytics, shared_base, state
 
 import attnyolo
 from attnyolo.checkpoints import CheckpointError, load_checkpoint

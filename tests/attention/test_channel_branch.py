@@ -12,10 +12,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from attention_helpers import load_weights, n_params, randomise_
 from timm.layers import CecaModule, EcaModule, EffectiveSEModule, SelectiveKernel, SEModule, SplitAttn
 from torch import nn
 from ultralytics.nn.modules.conv import ChannelAttention
-from zoo_helpers import load_weights, n_params, randomise_
 
 from attnyolo import create
 from attnyolo.attention._base import SafeBatchNorm2d

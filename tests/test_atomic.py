@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from weights_helpers import build, yolov8n_cfg
+from model_helpers import build, yolov8n_cfg
 
 import attnyolo
 from attnyolo.atomic import write_atomically

@@ -50,7 +50,7 @@ def test_a_run_that_raises_is_stored_failed_and_runs_again_on_resume(grid, tmp_p
     rows = _rows(folder)
     assert rows[FAILING]["state"] == "failed"
     assert "out of memory (planted)" in rows[FAILING]["error"]
-    assert {rid: r["state"] for rid, r in rows.items() if rid != FAILING} == dict.fromkeys(set(rows) - {FAILING}, "done")
+    assert all(r["state"] == "done" for rid, r in rows.items() if rid != FAILING)
     assert len(calls) == 4
 
     resumed: list[str] = []

@@ -70,6 +70,7 @@ def write_report(
         figures.update(pictures)
         if not pictures:
             notes.append(f"no gallery: {note}")
+            say(f"no gallery: {note}")
     md, page = render.write(a, figures, notes)
     say(f"written in {time.monotonic() - t0:.0f} s")
     return a, md, page

@@ -87,13 +87,13 @@ def _mean_std(value: tuple[float, float], seeds: int) -> str:
 
 def source_lines(a: Analysis) -> list[str]:
     """Where the table's and the curves' numbers come from, and the command that reproduces each run's."""
-    lines = [
-        "Table (mAP50-95 and the per-image statistics of Δ and the verdicts): each run's weights/best.pt validated "
-        "as Ultralytics' trainer validates it at the end of training (its validation batch, rect batches, "
-        "its precision); it equals the trainer's own final validation ('Validating best.pt...'). Run inside "
-        f"{a.folder}, this command prints a run's numbers again:"
-    ]
     commands = val_commands(a)
+    lines = [
+        "Table (mAP50-95 and the per-image statistics behind Δ and the verdicts): each run's weights/best.pt "
+        "validated as Ultralytics' trainer validates it at the end of training (its validation batch, rect "
+        "batches, its precision), so it equals the trainer's own final validation ('Validating best.pt...'). "
+        f"Run inside {a.folder}, the command of a run prints its numbers again:"
+    ]
     lines += [f"{run_id}: `{command}`" if command else f"{run_id}: not recorded" for run_id, command in commands]
     if any(c is None for _, c in commands):
         lines.append(

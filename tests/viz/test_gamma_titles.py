@@ -10,6 +10,7 @@ from viz_helpers import randomised_detector
 from attnyolo.viz.capture import attention_maps
 from attnyolo.viz.detect import detect
 from attnyolo.viz.figures import BLEND_NOTE, image_figure, layer_gammas, with_gamma
+from attnyolo.viz.gallery import comparison_figures
 from attnyolo.viz.images import prepare
 
 
@@ -36,3 +37,12 @@ def test_each_gate_map_title_shows_its_layers_gamma(val_images):
 def test_a_layer_without_gamma_says_it_is_applied_fully():
     assert with_gamma("16 se (channel)", {"16": None}) == "16 se (channel), γ: none (applied fully)"
     assert with_gamma("4.m.0 eca (channel)", {"16": 0.5}) == "4.m.0 eca (channel)"  # an unknown layer: no claim
+
+
+def test_the_report_gallerys_attention_panel_shows_gamma(val_images):
+    model = randomised_detector("cbam")
+    with torch.no_grad():
+        model.model[16].gamma.fill_(0.05)
+    (fig,) = comparison_figures(randomised_detector("cbam", seed=1), {"cbam": model}, val_images[:1], 160).values()
+    titles = _titles(fig)
+    assert any(t.startswith("cbam attention\n16 cbam (spatial), γ = 0.05") for t in titles), titles

@@ -19,7 +19,7 @@ evaluated on those points alone, for all resamples at once. ``tests/report/test_
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -233,6 +233,7 @@ def bootstrap(
     resamples: int = 10_000,
     seed: int = 0,
     weights: np.ndarray | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> list[Comparison]:
     """Paired bootstrap of Δ mAP50-95 (variant - baseline) over validation images and seeds, for each variant.
 
@@ -245,6 +246,7 @@ def bootstrap(
         resamples: bootstrap resamples.
         seed: RNG seed (fixed: the same call gives the same intervals).
         weights: image multiplicities (B, n_img) to use instead of drawing them (tests pass their own).
+        progress: called ``(k, n, variant)`` before the k-th of the n variants is resampled.
 
     Returns:
         One :class:`Comparison` per variant, in the given order.
@@ -271,7 +273,9 @@ def bootstrap(
     base_full = [map_ultralytics(b)[1] for b in baseline]
     base_resampled = [ResampledMAP(b, n_img)(weights) for b in baseline]
     out = []
-    for name, runs in variants.items():
+    for k, (name, runs) in enumerate(variants.items(), start=1):
+        if progress is not None:
+            progress(k, len(variants), name)
         observed = [map_ultralytics(v)[1] - base_full[i] for i, v in enumerate(runs)]
         per_seed = np.stack([ResampledMAP(v, n_img)(weights) - base_resampled[i] for i, v in enumerate(runs)], 1)
         deltas = (per_seed * seed_counts).sum(1) / n_seeds

@@ -167,3 +167,35 @@ def test_mean_std_cost_and_gamma():
     assert stats.gamma_moved(gamma) == pytest.approx(0.2)
     with pytest.raises(stats.StatsError, match="lack"):
         stats.check_stats({"tp": np.zeros((0, 10))})
+
+
+def test_a_positive_delta_with_a_large_holm_p_is_no_measurable_difference():
+    # raw p-values 0.03 and 0.04 are below alpha, but Holm's adjusted ones (0.06, 0.06) are not: Δ > 0 alone
+    # must not make a verdict
+    spread = np.linspace(-0.01, 0.05, 1001)
+    comps = [stats.Comparison("a", 0.02, spread, 0.03), stats.Comparison("b", 0.01, spread - 0.01, 0.04)]
+    out = stats.verdicts(comps, alpha=0.05)
+    assert [v.verdict for v in out] == [stats.NO_DIFFERENCE, stats.NO_DIFFERENCE]
+    np.testing.assert_allclose([v.p_holm for v in out], [0.06, 0.06])
+    (large,) = stats.verdicts([stats.Comparison("c", 0.3, spread, 0.8)])
+    assert large.verdict == stats.NO_DIFFERENCE
+    (small,) = stats.verdicts([stats.Comparison("d", 0.02, spread, 0.001)])
+    assert small.verdict == "better"
+    (negative,) = stats.verdicts([stats.Comparison("e", -0.02, spread, 0.001)])
+    assert negative.verdict == "worse"
+
+
+def test_interval_quantiles_are_exact_on_a_known_distribution():
+    # 81 resampled differences 0, 1, ..., 80: numpy's linear quantile q sits at position 80 q, so the 90 %
+    # interval (alpha = 0.1) is [80 * 0.05, 80 * 0.95] = [4, 76] exactly
+    comp = stats.Comparison("v", 40.0, np.arange(81.0), 0.5)
+    assert comp.interval(0.1) == (4.0, 76.0)
+    assert comp.interval(0.5) == (20.0, 60.0)
+    # Holm's levels: the smaller p is tested at alpha / 2 = 0.025, so its interval is the 97.5 % one,
+    # quantiles 0.0125 and 0.9875 at positions 1 and 79; the other at alpha = 0.05: positions 2 and 78
+    shuffled = np.random.default_rng(0).permutation(np.arange(81.0))  # order of the draws must not matter
+    first, second = stats.verdicts(
+        [stats.Comparison("x", 1.0, shuffled, 0.001), stats.Comparison("y", 1.0, shuffled, 0.5)]
+    )
+    assert (first.low, first.high) == (1.0, 79.0)
+    assert (second.low, second.high) == (2.0, 78.0)

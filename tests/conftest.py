@@ -10,6 +10,7 @@ subprocess, a grid executor) is beyond this guard.
 
 import functools
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -86,3 +87,9 @@ def trained(tmp_path_factory, default_data):
     """``(best.pt, mid-training last.pt)`` of a real one-epoch Ultralytics training run (checkpoint and weight
     tests)."""
     return train_tiny(default_data, tmp_path_factory.mktemp("ultralytics-run"))
+
+
+@pytest.fixture(scope="session")
+def val_images(default_data) -> list[Path]:
+    """Two validation images of the embedded dataset (``attnyolo viz`` tests in tests/cli and tests/viz)."""
+    return [Path(p) for p in sorted((Path(default_data).parent / "images" / "val").glob("*.jpg"))[:2]]

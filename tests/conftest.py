@@ -9,7 +9,9 @@ subprocess, a grid executor) is beyond this guard.
 """
 
 import functools
+import glob
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -86,3 +88,9 @@ def trained(tmp_path_factory, default_data):
     """``(best.pt, mid-training last.pt)`` of a real one-epoch Ultralytics training run (checkpoint and weight
     tests)."""
     return train_tiny(default_data, tmp_path_factory.mktemp("ultralytics-run"))
+
+
+@pytest.fixture(scope="session")
+def val_images(default_data) -> list[Path]:
+    """Two validation images of the embedded dataset (viz and CLI tests)."""
+    return [Path(p) for p in sorted(glob.glob(str(Path(default_data).parent / "images" / "val" / "*.jpg")))[:2]]

@@ -9,6 +9,7 @@ subprocess, a grid executor) is beyond this guard.
 """
 
 import functools
+import glob
 import os
 from pathlib import Path
 
@@ -91,5 +92,5 @@ def trained(tmp_path_factory, default_data):
 
 @pytest.fixture(scope="session")
 def val_images(default_data) -> list[Path]:
-    """Two validation images of the embedded dataset (``attnyolo viz`` tests in tests/cli and tests/viz)."""
-    return [Path(p) for p in sorted((Path(default_data).parent / "images" / "val").glob("*.jpg"))[:2]]
+    """Two validation images of the embedded dataset (viz and CLI tests)."""
+    return [Path(p) for p in sorted(glob.glob(str(Path(default_data).parent / "images" / "val" / "*.jpg")))[:2]]

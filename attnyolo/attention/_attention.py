@@ -48,6 +48,7 @@ class SoftmaxGate(nn.Module):
         )
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits of any shape -> weights of the same shape, summing to 1 along ``dim``."""
         return logits.softmax(dim=self.dim)
 
     def __setstate__(self, state: dict) -> None:

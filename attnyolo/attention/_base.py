@@ -88,6 +88,7 @@ class _SingleValueSafeBatchNorm:
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, ...) -> (B, C, ...), as the BatchNorm it mixes into."""
         if self.training and self.track_running_stats and x.numel() == x.shape[1]:
             return nn.functional.batch_norm(
                 x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
@@ -115,6 +116,7 @@ class Gate(nn.Module):
         self.fn = create_act(layer)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
+        """Logits -> ``activation(logits)``, the weights (the logits' shape for element-wise ones)."""
         return self.fn(w)
 
 
@@ -132,6 +134,7 @@ class ScalesInput:
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W): ``x * attention_scale(x)``, the scale broadcast."""
         return x * self.attention_scale(x)
 
 
@@ -150,6 +153,7 @@ class MultiGate(Gate):
         self.combine = combine
 
     def forward(self, *ws: torch.Tensor) -> torch.Tensor:
+        """Logits that broadcast together -> weights of their broadcast shape."""
         out = self.fn(ws[0])
         for w in ws[1:]:
             out = out * self.fn(w) if self.combine == "prod" else out + self.fn(w)

@@ -53,6 +53,7 @@ def position_grid(h: int | torch.Tensor, w: int | torch.Tensor, device: torch.de
 
 class _WindowSoftmax(nn.Module):
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B*heads, k², H, W) -> (B*heads, k², H, W): softmax over the k² window offsets."""
         return logits.softmax(dim=1)  # over the k² window offsets
 
 
@@ -166,5 +167,6 @@ class ACmix(nn.Module):
         return self.dep_conv(f_conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         q, k, v = self.conv1(x), self.conv2(x), self.conv3(x)
         return self.rate1 * self._attention(q, k, v) + self.rate2 * self._convolution(q, k, v)

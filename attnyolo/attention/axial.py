@@ -30,6 +30,7 @@ class _ChannelLayerNorm(nn.Module):
         self.b = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W), normalised over C at each position."""
         std = torch.var(x, dim=1, unbiased=False, keepdim=True).sqrt()
         mean = torch.mean(x, dim=1, keepdim=True)
         return (x - mean) / (std + self.eps) * self.g + self.b
@@ -48,6 +49,7 @@ class _AxisAttention(nn.Module):
         self.to_out = nn.Linear(hidden, channels)
 
     def forward(self, x: torch.Tensor, gate: SoftmaxGate, memory_limit_mb: float | None, owner: str) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W): each column (H axis) or row (W axis) a sequence."""
         b, c, h, w = x.shape
         # sequences along the axis, channels last: (B*W, H, C) for the H axis, (B*H, W, C) for W
         t = x.permute(0, 3, 2, 1) if self.axis == 2 else x.permute(0, 2, 3, 1)
@@ -134,6 +136,7 @@ class AxialAttention(CapturesAttention, nn.Module):
         return attn(x, self.gate, self.memory_limit_mb, type(self).__name__)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         if not self.reversible:
             x = x + self._attend(self.attn_h, x)
             x = x + self._attend(self.attn_w, x)

@@ -42,6 +42,7 @@ class _ConvBnAct(nn.Module):
         self.act = create_act(act_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, H, W) -> (B, C_out, H, W)."""
         return self.act(self.bn(self.conv(x)))
 
 
@@ -134,6 +135,7 @@ class SelectiveKernel(nn.Module):
         self.gate = Gate(partial(nn.Softmax, dim=1))  # softmax across branches
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, c = x.shape[:2]
         inputs = x.chunk(self.num_paths, 1) if self.split_input else [x] * self.num_paths
         u = torch.stack([path(xi) for path, xi in zip(self.paths, inputs, strict=True)], 1)  # split, (B, M, C, H, W)
@@ -151,6 +153,7 @@ class _RadixSoftmax(nn.Module):
         self.radix, self.groups = radix, groups
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, R*C, 1, 1) -> (B, R, C, 1, 1): softmax over the R splits (sigmoid if R = 1)."""
         b = logits.shape[0]
         if self.radix == 1:
             return torch.sigmoid(logits).reshape(b, 1, -1, 1, 1)
@@ -238,6 +241,7 @@ class SplitAttention(nn.Module):
         self.gate = Gate(partial(_RadixSoftmax, radix, groups))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, c, h, w = x.shape
         u = self.act0(self.bn0(self.conv(x))).reshape(b, self.radix, c, h, w)  # radix splits U_r
         s = mean_pool(u.sum(1), (2, 3))

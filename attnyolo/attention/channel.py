@@ -290,6 +290,7 @@ class EfficientChannelAttention(ScalesInput, nn.Module):
 
 class _OnePlusTanh(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Any shape -> the same shape: ``1 + tanh(x)``."""
         return 1.0 + torch.tanh(x)
 
 

@@ -56,6 +56,7 @@ class _Mlp(nn.Module):
         self.fc2 = nn.Conv2d(hidden, channels, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, 1, 1) -> (B, C, 1, 1): a pooled descriptor's logits."""
         return self.fc2(self.act(self.fc1(x)))
 
 
@@ -115,6 +116,7 @@ class CBAM(nn.Module):
         self.gate = Gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         mc = self.mlp(mean_pool(x, (2, 3))) + self.mlp(global_max_pool(x))
         x = x * self.channel_gate(mc)
         return x * self.gate(self.spatial(mean_max(x)))
@@ -170,6 +172,7 @@ class LightCBAM(nn.Module):
         self.gate = Gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         pooled = 0.5 * mean_pool(x, (2, 3)) + 0.5 * global_max_pool(x)
         x = x * self.channel_gate(self.mlp(pooled))
         pooled_c = 0.5 * mean_pool(x, 1) + 0.5 * channel_max(x)
@@ -185,6 +188,7 @@ class _UltralyticsChannelAttention(nn.Module):
         self.gate = Gate("sigmoid")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         return x * self.gate(self.fc(mean_pool(x, (2, 3))))
 
 
@@ -221,6 +225,7 @@ class UltralyticsCBAM(nn.Module):
         self.gate = self.spatial_attention.gate  # the module-level hook point, shared (no parameters)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         return self.spatial_attention(self.channel_attention(x))
 
 
@@ -296,6 +301,7 @@ class BAM(nn.Module):
         self.gate = Gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         mc = self.channel_att(mean_pool(x, (2, 3)))  # (B, C, 1, 1)
         ms = self.spatial_att(x)  # (B, 1, H, W)
         return x + x * self.gate(mc + ms if self.fuse == "add" else mc * ms)
@@ -311,6 +317,7 @@ class _ConcurrentGate(nn.Module):
         self.fuse = fuse
 
     def forward(self, channel_logits: torch.Tensor, spatial_logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, 1, 1), (B, 1, H, W) logits and x (B, C, H, W) -> (B, C, H, W)."""
         gc, gs = self.fn(channel_logits), self.fn(spatial_logits)
         if self.fuse == "add":
             return gc + gs
@@ -367,6 +374,7 @@ class SCSE(nn.Module):
         self.gate = _ConcurrentGate(gate_layer, fuse)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         return x * self.gate(self.cse(mean_pool(x, (2, 3))), self.sse(x), x)
 
 
@@ -378,6 +386,7 @@ class _MeanGate(nn.Module):
         self.fn = create_act(layer)
 
     def forward(self, *logits: torch.Tensor) -> torch.Tensor:
+        """Logits that broadcast together -> the mean of their weights, broadcast."""
         total = self.fn(logits[0])
         for branch in logits[1:]:
             total = total + self.fn(branch)
@@ -429,6 +438,7 @@ class TripletAttention(nn.Module):
         self.gate = _MeanGate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         a_cw = self.cw(_zpool(x, 2)).transpose(1, 2)  # (B, 2, C, W) -> (B, 1, C, W) -> (B, C, 1, W)
         a_hc = self.hc(_zpool(x, 3).transpose(2, 3)).permute(0, 3, 2, 1)  # (B, 2, H, C) -> (B, C, H, 1)
         if self.hw is None:
@@ -465,6 +475,7 @@ class SimAM(nn.Module):
         self.gate = Gate("sigmoid")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         n = max(x.shape[2] * x.shape[3] - 1, 1)
         d = (x - mean_pool(x, (2, 3))).square()
         k = 0.25 / (d.sum(dim=(2, 3), keepdim=True) / n + self.e_lambda)  # 1 / (4 (sigma^2 + lambda)), per channel
@@ -530,6 +541,7 @@ class GAM(nn.Module):
         self.gate = Gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         mc = self.channel_mlp(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         x = x * self.channel_gate(mc)
         return x * self.gate(self.spatial(x))

@@ -101,6 +101,7 @@ class CoordAttention(nn.Module):
         self.gate = MultiGate(gate_layer, combine="prod")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         h, w = x.shape[-2:]
         z_h = mean_pool(x, 3)  # (B, C, H, 1): pooled along W, Eq. 2
         z_w = mean_pool(x, 2).transpose(2, 3)  # (B, C, W, 1): pooled along H, Eq. 3
@@ -165,6 +166,7 @@ class SimpleCoordAttention(nn.Module):
         self.gate = Gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         z_h = mean_pool(x, 3, keepdim=False).transpose(1, 2)  # (B, H, C)
         z_w = mean_pool(x, 2, keepdim=False).transpose(1, 2)  # (B, W, C)
         a_h = self.fc_h(self.act(self.fc1(z_h))).transpose(1, 2).unsqueeze(-1)  # (B, C, H, 1)
@@ -239,6 +241,7 @@ class EfficientLocalAttention(nn.Module):
         self.gate = MultiGate(gate_layer, combine="prod")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         # index 0 encodes the H-strip, -1 the W-strip: the same module when shared
         a_h = self.act(self.norms[0](self.convs[0](mean_pool(x, 3, keepdim=False)))).unsqueeze(-1)  # (B, C, H, 1)
         a_w = self.act(self.norms[-1](self.convs[-1](mean_pool(x, 2, keepdim=False)))).unsqueeze(-2)  # (B, C, 1, W)

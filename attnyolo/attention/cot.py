@@ -103,6 +103,7 @@ class ContextualTransformer(nn.Module):
         self.radix_gate = Gate(lambda: nn.Softmax(dim=2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, c, h, w = x.shape
         k2, g = self.kernel_size**2, self.groups
         static = self.key_embed(x)  # K¹

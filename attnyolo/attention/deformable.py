@@ -26,6 +26,7 @@ class _ChannelLayerNorm(nn.LayerNorm):
     """LayerNorm over the channels of a ``(B, C, H, W)`` map (DAT's ``LayerNormProxy``)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W), LayerNorm over C at each position."""
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
@@ -123,6 +124,7 @@ class DeformableAttention(nn.Module):
         self.gate = SoftmaxGate()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, c, h, w = x.shape
         g, nh = self.n_groups, self.num_heads
         q = self.proj_q(x)

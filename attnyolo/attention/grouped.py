@@ -81,6 +81,7 @@ class SpatialGroupEnhance(nn.Module):
         self.gate = Gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, c, h, w = x.shape
         xg = x.reshape(b, self.groups, c // self.groups, h, w)
         sim = (xg * xg.mean((3, 4), keepdim=True)).sum(2)  # (B, G, H, W): c_i = g . x_i
@@ -135,6 +136,7 @@ class ShuffleAttention(nn.Module):
         self.gate = Gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, c, h, w = x.shape
         x1, x2 = x.reshape(b * self.groups, c // self.groups, h, w).chunk(2, dim=1)
         s_ch = self.cweight * x1.mean((2, 3), keepdim=True) + self.cbias  # channel branch, Eq. 1-2
@@ -184,6 +186,7 @@ class EfficientMultiScaleAttention(nn.Module):
         self.gate = Gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, c, h, w = x.shape
         xg = x.reshape(b * self.groups, c // self.groups, h, w)
         # 1x1 branch: coordinate-style strips through one shared 1x1 conv

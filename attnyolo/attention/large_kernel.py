@@ -87,6 +87,7 @@ class LargeSeparableKernelAttention(nn.Module):
         self.gate = Gate("identity")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         attn = self.conv_spatial_v(self.conv_spatial_h(self.conv0v(self.conv0h(x))))
         return x * self.gate(self.conv1(attn))
 
@@ -131,6 +132,7 @@ class MultiScaleConvAttention(nn.Module):
         self.gate = Gate("identity")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         base = self.conv0(x)
         attn = base + self.conv0_2(self.conv0_1(base)) + self.conv1_2(self.conv1_1(base))
         attn = attn + self.conv2_2(self.conv2_1(base))
@@ -200,4 +202,5 @@ class ContextAnchorAttention(nn.Module):
         self.gate = Gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         return x * self.gate(self.conv2(self.v_conv(self.h_conv(self.conv1(self.avg_pool(x))))))

@@ -32,6 +32,7 @@ class _DoubleNormGate(nn.Module):
     """EANet's double normalisation of ``(B, S, N)`` logits: softmax over positions, then l1 over the units."""
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, S, N) -> (B, S, N): softmax over N, then normalised over S."""
         attn = logits.softmax(dim=-1)
         return attn / (1e-9 + attn.sum(dim=1, keepdim=True))
 
@@ -83,6 +84,7 @@ class ExternalAttention(nn.Module):
             self.linear_1.weight.copy_(self.linear_0.weight.transpose(0, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, c, h, w = x.shape
         attn = self.gate(self.linear_0(self.conv1(x).reshape(b, c, h * w)))  # (B, S, N)
         out = self.conv2(self.linear_1(attn).reshape(b, c, h, w))
@@ -141,6 +143,7 @@ class SeparableSelfAttention(nn.Module):
         return t.reshape(b, d, ph * pw, (h // ph) * (w // pw))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, c, h, w = x.shape
         ph, pw = self.patch_size
         pad_h, pad_w = -h % ph, -w % pw
@@ -252,6 +255,7 @@ class AgentAttention(nn.Module):
         return agent_to_pos, pos_to_agent
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, c, h, w = x.shape
         nh, d = self.num_heads, c // self.num_heads
         q = self.q(x)

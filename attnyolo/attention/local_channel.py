@@ -38,6 +38,7 @@ class _MixedUnpoolGate(nn.Module):
         self.local_weight = local_weight
 
     def forward(self, local_logits: torch.Tensor, global_logits: torch.Tensor, height: int, width: int):
+        """(B, C, s, s) and (B, C, 1, 1) logits -> (B, C, height, width)."""
         mixed = global_logits.sigmoid() * (1 - self.local_weight) + local_logits.sigmoid() * self.local_weight
         return resize_mean(mixed, height, width)
 
@@ -87,6 +88,7 @@ class MixedLocalChannelAttention(nn.Module):
         self.gate = _MixedUnpoolGate(local_weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, c, h, w = x.shape
         s = self.local_size
         local = resize_mean(x, s, s)  # (B, C, s, s)
@@ -149,6 +151,7 @@ class ChannelPriorConvAttention(nn.Module):
         return self.ca.fc2(torch.relu(self.ca.fc1(v)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         x = self.act(self.conv(x))
         x = x * self.channel_gate(self._mlp(mean_pool(x, (2, 3))), self._mlp(global_max_pool(x)))
         base = self.dconv5_5(x)

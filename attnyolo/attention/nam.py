@@ -43,6 +43,7 @@ class NormalizationAttention(nn.Module):
         self.gate = Gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         gamma = self.bn.weight.detach().abs()
         w = (gamma / gamma.sum()).reshape(1, -1, 1, 1)
         return x * self.gate(w * self.bn(x))

@@ -150,6 +150,7 @@ class NonLocal(CapturesAttention, nn.Module):
         nn.init.zeros_(self.norm.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         _, _, h, w = x.shape
         t = self.frames
         q = clip_tokens(self.theta(x), t)  # (B, N, c)
@@ -166,6 +167,7 @@ class _NormalisedSigmoid(nn.Module):
     """BAT's attention weights: ``sigmoid`` normalised to sum to 1 over the last axis."""
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
+        """(..., N) -> (..., N): sigmoids that sum to 1 along N."""
         w = w.sigmoid()
         return w / w.sum(dim=-1, keepdim=True)
 
@@ -254,6 +256,7 @@ class BAT(nn.Module):
         self.drop = nn.Dropout2d(drop_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         z = self.reduce(x)
         e = self.embed(z)
         b, s, g = z.shape[0], self.block_size, self.groups
@@ -335,6 +338,7 @@ class CrissCrossAttention(nn.Module):
         self.recurrence = recurrence
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         for _ in range(self.recurrence):
             x = self._criss_cross(x)
         return x
@@ -416,6 +420,7 @@ class DualAttention(CapturesAttention, nn.Module):
         self.memory_limit_mb = memory_limit_mb
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         return x + self.gamma_pos * self.position(x) + self.gamma_ch * self.channel(x)
 
     def position(self, x: torch.Tensor) -> torch.Tensor:
@@ -495,6 +500,7 @@ class DoubleAttention(nn.Module):
         self.proj = nn.Conv2d(m, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, _, h, w = x.shape
         feats = self.conv_a(x).flatten(2)  # (B, m, N)
         maps = self.gate(self.conv_b(x).flatten(2))  # (B, n, N)

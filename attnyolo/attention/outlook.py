@@ -73,6 +73,7 @@ class OutlookAttention(nn.Module):
         self.gate = SoftmaxGate()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, c, h, w = x.shape
         nh, k, s = self.num_heads, self.kernel_size, self.stride
         v = neighbourhoods(self.v(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), k, s)  # (B, C, k², ⌈H/s⌉, ⌈W/s⌉)

@@ -54,6 +54,7 @@ class ParNetAttention(nn.Module):
         self.act = create_act(act_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         skip = self.identity(x)
         skip = skip * self.gate(self.sse(mean_pool(skip, (2, 3))))
         return self.act(self.conv3x3(x) + self.conv1x1(x) + skip)

@@ -95,6 +95,7 @@ class PolarizedSelfAttention(nn.Module):
         return (q @ v).reshape(b, 1, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         a_ch = self.channel_logits(x)
         if self.layout == "parallel":
             return x * self.gate(a_ch, self.spatial_logits(x))

@@ -91,6 +91,7 @@ class BiLevelRoutingAttention(nn.Module):
         self.gate = SoftmaxGate()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, c, h, w = x.shape
         n, nh, d = self.n_win, self.num_heads, c // self.num_heads
         pad_h, pad_w = -h % n, -w % n

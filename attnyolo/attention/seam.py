@@ -24,6 +24,7 @@ from attnyolo.registry import register
 
 class _ExpSigmoid(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Any shape -> the same shape: ``exp(sigmoid(x))``."""
         return torch.exp(torch.sigmoid(x))
 
 
@@ -40,6 +41,7 @@ class _DepthwiseSeparableBlock(nn.Module):
         self.pw_bn = SafeBatchNorm2d(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         x = x + self.dw_bn(self.dw_act(self.dw(x)))
         return self.pw_bn(self.pw_act(self.pw(x)))
 
@@ -96,6 +98,7 @@ class SEAM(nn.Module):
         self.gate = Gate(_ExpSigmoid if gate_layer == "exp_sigmoid" else gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, c = x.shape[:2]
         z = mean_pool(self.blocks(x), (2, 3)).reshape(b, c)
         return x * self.gate(self.fc2(self.act(self.fc1(z)))).reshape(b, c, 1, 1)

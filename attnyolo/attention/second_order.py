@@ -100,6 +100,7 @@ class SecondOrderChannelAttention(nn.Module):
         self.gate = Gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, c = x.shape[:2]
         sigma = covariance_pool(x.float())  # half precision would overflow the C x C products
         z = newton_schulz_sqrt(sigma, self.iterations).mean(1)  # Eq. 10 (dim 1 as the authors' code; symmetric)

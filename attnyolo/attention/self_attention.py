@@ -139,6 +139,7 @@ class SAGANAttention(CapturesAttention, nn.Module):
         self.memory_limit_mb = memory_limit_mb
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         _, _, h, w = x.shape
         q, k, v = to_heads(self.query(x), 1), to_heads(self.key(x), 1), to_heads(self.value(x), 1)
         o = softmax_attention(
@@ -229,6 +230,7 @@ class MHSA(CapturesAttention, nn.Module):
         return r.flatten(2).transpose(-1, -2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         _, _, h, w = x.shape
         q, k, v = (to_heads(conv(x), self.num_heads) for conv in (self.query, self.key, self.value))
         k = k + self.position_encoding(h, w).to(k.dtype)
@@ -310,6 +312,7 @@ class BottleneckAttn(CapturesAttention, nn.Module):
         nn.init.trunc_normal_(self.rel_width, std=self.scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, _, h, w = x.shape
         nh, dqk = self.num_heads, self.dim_head_qk
         q, k, v = self.qkv(x).split([nh * dqk, nh * dqk, nh * self.dim_head_v], dim=1)
@@ -402,6 +405,7 @@ class HaloAttn(CapturesAttention, nn.Module):
         nn.init.trunc_normal_(self.rel_width, std=self.scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, _, h, w = x.shape
         nh, dqk, dv, bs, halo, win = (
             self.num_heads, self.dim_head_qk, self.dim_head_v, self.block_size, self.halo_size, self.win_size
@@ -497,6 +501,7 @@ class LambdaLayer(nn.Module):
         nn.init.trunc_normal_(self.conv_lambda.weight, std=self.dim_qk**-0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, _, h, w = x.shape
         nh, dk, dv = self.num_heads, self.dim_qk, self.dim_v
         q, k, v = self.qkv(x).split([nh * dk, dk, dv], dim=1)

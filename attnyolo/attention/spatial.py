@@ -51,6 +51,7 @@ class SpatialSoftmax(nn.Module):
     """Softmax over all positions of ``(B, 1, H, W)`` logits: the weights of an attention pooling."""
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, K, H, W) -> (B, K, H, W): softmax over the H*W positions of each map."""
         return torch.softmax(logits.flatten(2), dim=-1).view_as(logits)
 
 
@@ -229,6 +230,7 @@ class _ContextTransform(nn.Module):
         self.fc2 = nn.Conv2d(hidden, channels, 1)
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
+        """(B, C, 1, 1) -> (B, C, 1, 1)."""
         t = self.fc1(context)
         t = self.norm(t.flatten(1)).view_as(t)  # LN over the C/r channels of the single context vector
         return self.fc2(self.act(t))
@@ -323,6 +325,7 @@ class GlobalContext(nn.Module):
             nn.init.zeros_(self.mlp_add.fc2.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, c, h, w = x.shape
         # Without the attention conv, uniform logits make the softmax pooling an average pooling.
         logits = self.conv_attn(x) if self.conv_attn is not None else x.new_zeros(b, 1, h, w)
@@ -388,6 +391,7 @@ class StripAttention(nn.Module):
         self.gate = Gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         strip_h = self.conv_h(mean_pool(x, 3))  # (B, C, H, 1)
         strip_w = self.conv_w(mean_pool(x, 2))  # (B, C, 1, W)
         out = x * self.gate(strip_h + strip_w)

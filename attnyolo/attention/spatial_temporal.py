@@ -92,6 +92,7 @@ class SpaceTimeNonLocal(NonLocal):
         self.frames = frames
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B*T, C, H, W) -> (B*T, C, H, W): B clips of T = ``frames`` frames, frame t of clip b at row b*T + t."""
         check_clip_batch(x.shape[0], self.frames)
         return super().forward(x)
 
@@ -168,6 +169,7 @@ class DividedSpaceTimeAttention(CapturesAttention, nn.Module):
         self.space_proj = nn.Linear(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B*T, C, H, W) -> (B*T, C, H, W): B clips of T = ``frames`` frames, frame t of clip b at row b*T + t."""
         clip = to_clips(x, self.frames)  # (B, C, T, H, W)
         b, c, t, h, w = clip.shape
         tokens = clip.permute(0, 3, 4, 2, 1).reshape(b * h * w, t, c)  # a sequence per position

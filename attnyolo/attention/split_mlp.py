@@ -44,6 +44,7 @@ def spatial_shift(x: torch.Tensor, first_axis: int) -> torch.Tensor:
 
 class _BranchSoftmax(nn.Module):
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, K, C) -> (B, K, C): softmax over the K branches."""
         return logits.softmax(dim=1)
 
 
@@ -85,6 +86,7 @@ class S2Attention(nn.Module):
         self.mlp2 = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, c = x.shape[:2]
         x1, x2, x3 = self.mlp1(x).chunk(self.branches, dim=1)
         branches = torch.stack([spatial_shift(x1, 2), spatial_shift(x2, 3), x3], dim=1)  # (B, 3, C, H, W)

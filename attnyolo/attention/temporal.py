@@ -148,6 +148,7 @@ class TAM(nn.Module):
         self.kernel_size = kernel_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B*T, C, H, W) -> (B*T, C, H, W): B clips of T = ``frames`` frames, frame t of clip b at row b*T + t."""
         clip = to_clips(x, self.frames)  # (B, C, T, H, W)
         b, c, t = clip.shape[:3]
         desc = clip.mean(dim=(3, 4))  # (B, C, T)
@@ -210,6 +211,7 @@ class TemporalMHSA(CapturesAttention, nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B*T, C, H, W) -> (B*T, C, H, W): B clips of T = ``frames`` frames, frame t of clip b at row b*T + t."""
         clip = to_clips(x, self.frames)  # (B, C, T, H, W)
         b, c, t, h, w = clip.shape
         tokens = clip.permute(0, 3, 4, 2, 1).reshape(b * h * w, t, c)  # one sequence per position
@@ -300,6 +302,7 @@ class GLTR(CapturesAttention, nn.Module):
         nn.init.zeros_(self.norm.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B*T, C, H, W) -> (B*T, C, H, W): B clips of T = ``frames`` frames, frame t of clip b at row b*T + t."""
         clip = to_clips(x, self.frames)  # (B, C, T, H, W)
         f = torch.cat([conv(clip) for conv in self.pyramid], dim=1)  # DTP: (B, N*width, T, H, W)
         q, k, v = (self._sequences(m(f)) for m in (self.query, self.key, self.value))  # (B*H*W, T, c)

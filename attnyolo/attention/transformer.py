@@ -139,6 +139,7 @@ class DETREncoderLayer(CapturesAttention, nn.Module):
         return t.reshape(*t.shape[:2], self.num_heads, -1).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, c, h, w = x.shape
         src = x.flatten(2).transpose(1, 2)  # (B, N, C)
         pos = sine_position_encoding(h, w, c, temperature=self.temperature, device=x.device, dtype=x.dtype)
@@ -172,6 +173,7 @@ class ConvBNAct(nn.Module):
         self.act = nn.SiLU() if act else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, c1, H, W) -> (B, c2, H, W)."""
         return self.act(self.bn(self.conv(x)))
 
 
@@ -189,6 +191,7 @@ class _AreaAttention(nn.Module):
         self.gate = SoftmaxGate()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, _, h, w = x.shape
         n, nh, d = h * w, self.num_heads, self.head_dim
         q, k, v = self.qkv(x).reshape(b, nh, 3 * d, n).transpose(-1, -2).split(d, dim=-1)  # (B, heads, N, d)
@@ -274,6 +277,7 @@ class AreaAttentionBlock(CapturesAttention, nn.Module):
                 nn.init.trunc_normal_(m.weight, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         x = x + self.attn(x)
         return x + self.mlp(x)
 
@@ -292,6 +296,7 @@ class _PSAttention(nn.Module):
         self.gate = SoftmaxGate()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, c, h, w = x.shape
         nh, kd = self.num_heads, self.key_dim
         qkv = self.qkv(x).reshape(b, nh, 2 * kd + self.head_dim, h * w).transpose(-1, -2)
@@ -348,6 +353,7 @@ class PartialSelfAttention(CapturesAttention, nn.Module):
         self.gate = self.attn.gate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         a, b = self.cv1(x).split((self.c, self.c), dim=1)
         b = b + self.attn(b)
         b = b + self.ffn(b)

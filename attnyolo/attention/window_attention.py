@@ -143,6 +143,7 @@ class HiLoAttention(nn.Module):
         return self.l_proj(o.transpose(1, 2).reshape(b, h, w, nh * d))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         x = x.permute(0, 2, 3, 1)
         parts = ([self._hifi(x)] if self.h_heads else []) + ([self._lofi(x)] if self.l_heads else [])
         return torch.cat(parts, dim=-1).permute(0, 3, 1, 2)
@@ -254,6 +255,7 @@ class CascadedGroupAttention(nn.Module):
         return self.proj(torch.cat(outs, dim=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         b, c, h, w = x.shape
         ws = self.window_size
         if h <= ws and w <= ws:
@@ -365,5 +367,6 @@ class InvertedResidualMobileBlock(nn.Module):
         return o[:, :, :h, :w]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         z = self._attend(self.norm(x))
         return x + self.proj(z + self.conv_local(z))

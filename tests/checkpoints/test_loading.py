@@ -22,6 +22,7 @@ def _same_tensors(a: dict, b: dict) -> bool:
 # --------------------------------------------------------------------------------------------- real checkpoints
 
 
+@pytest.mark.slow  # trains: the session fixture `trained`
 def test_trained_ultralytics_checkpoint_loads_without_trust(trained):
     best, _ = trained
     ckpt = load_checkpoint(best)
@@ -31,6 +32,7 @@ def test_trained_ultralytics_checkpoint_loads_without_trust(trained):
     assert _same_tensors(ckpt["model"].state_dict(), trusted["model"].state_dict())
 
 
+@pytest.mark.slow  # trains: the session fixture `trained`
 def test_mid_training_checkpoint_with_ema_and_optimizer_loads_without_trust(trained):
     _, mid = trained
     ckpt = load_checkpoint(mid)
@@ -74,6 +76,7 @@ def test_plain_types_of_ultralytics_checkpoints_load_without_trust(tmp_path):
     assert ckpt["save_dir"] == tmp_path / "runs" and ckpt["args"].imgsz == 64
 
 
+@pytest.mark.slow  # trains: the session fixture `trained`
 def test_safe_load_leaves_the_process_allow_list_as_it_was(trained):
     best, _ = trained
     before = set(torch.serialization.get_safe_globals())
@@ -161,6 +164,7 @@ def test_empty_file_is_reported(tmp_path):
         load_checkpoint(tmp_path / "empty.pt")
 
 
+@pytest.mark.slow  # trains: the session fixture `trained`
 def test_checkpoint_cut_in_half_is_reported_as_truncated(tmp_path, trained):
     best, _ = trained
     data = best.read_bytes()

@@ -63,6 +63,7 @@ def test_round_trip_of_a_fused_model(tmp_path):
     _assert_bit_identical(model, rebuilt)
 
 
+@pytest.mark.slow  # trains: the session fixture `trained`
 def test_round_trip_of_a_trained_half_precision_model(tmp_path, trained):
     best, _ = trained
     model = load_checkpoint(best)["model"]  # Ultralytics stores the final model in fp16
@@ -125,6 +126,7 @@ def test_tensors_of_another_class_count_are_reported(tmp_path):
         load_safetensors_model(tmp_path / "wrong.safetensors")
 
 
+@pytest.mark.slow  # trains: the session fixture `trained`
 def test_pt_checkpoint_given_to_the_safetensors_loader_is_named(tmp_path, trained):
     best, _ = trained
     with pytest.raises(CheckpointError, match=r"best\.pt: a \.pt checkpoint, not a safetensors model"):

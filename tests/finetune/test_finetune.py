@@ -40,6 +40,7 @@ def _val(path, data, project, name) -> dict:
     return {k: metrics.results_dict[k] for k in METRICS}
 
 
+@pytest.mark.slow  # trains: the base (fixture `base_pt`)
 def test_transfer_keeps_every_base_tensor_and_the_identity_start_validates_exactly_like_the_base(
     base_pt, default_data, tmp_path
 ):
@@ -66,6 +67,7 @@ def test_transfer_keeps_every_base_tensor_and_the_identity_start_validates_exact
     assert _val(save_ultralytics(edited, tmp_path / "gamma1.pt"), default_data, tmp_path, "gamma1") != before
 
 
+@pytest.mark.slow  # trains: the base (fixture `base_pt`), then fine-tunes it
 def test_finetune_logs_gamma_each_epoch_and_freezes_the_base_for_the_first_epoch(base_pt, default_data, tmp_path):
     snapshots: dict[int, dict] = {}
 
@@ -116,6 +118,7 @@ def test_finetune_logs_gamma_each_epoch_and_freezes_the_base_for_the_first_epoch
     assert (result.save_dir / "attnyolo_transfer.txt").read_text().count("transferred 355/355") == 1
 
 
+@pytest.mark.slow  # trains: the base (fixture `base_pt`), then fine-tunes it
 def test_finetune_cli_end_to_end_and_best_pt_reloads_in_a_fresh_process(base_pt, default_data, tmp_path, capsys):
     args = [f"{k}={v}" for k, v in TINY_RUN.items()]
     rc = main(["finetune", str(base_pt), "cbam", "--where", "neck", "--data", str(default_data), "epochs=1",

@@ -8,11 +8,14 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import attnyolo.graph as g
 
 TRAIN = dict(epochs=1, imgsz=128, batch=8, fraction=0.1, workers=0, device="cpu", plots=False, amp=False, verbose=False)
 
 
+@pytest.mark.slow  # trains one epoch
 def test_edited_yolov8n_trains_saves_reloads_in_a_fresh_process_validates_and_exports(tmp_path, default_data):
     from ultralytics import YOLO
 

@@ -60,6 +60,7 @@ def test_parameter_free_insertion_after_transfer_reproduces_base_outputs():
     assert all(torch.equal(a, b) for a, b in zip(_outputs(base, x), _outputs(edited, x), strict=True))
 
 
+@pytest.mark.slow  # trains: the session fixture `trained`
 def test_transfer_from_a_trained_ultralytics_checkpoint_path(trained):
     best, _ = trained
     reference = load_checkpoint(best, trust=True)["model"].float().state_dict()
@@ -70,6 +71,7 @@ def test_transfer_from_a_trained_ultralytics_checkpoint_path(trained):
     assert all(torch.equal(after[dst], reference[src]) for src, dst in report.transferred)
 
 
+@pytest.mark.slow  # trains: the session fixture `trained`
 def test_mid_training_checkpoint_transfers_its_ema_weights(trained):
     _, mid = trained
     ckpt = load_checkpoint(mid)

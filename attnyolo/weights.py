@@ -203,7 +203,8 @@ def load_source(source: Any, *, trust: bool = False) -> TransferSource:
         return TransferSource(_state_dict_of_checkpoint(ckpt, str(source)), str(source), arch.cfg, arch.names)
     if isinstance(source, Mapping):
         arch = architecture(source)
-        return TransferSource(_state_dict_of_checkpoint(source, "the source dict"), "a state dict", arch.cfg, arch.names)
+        state = _state_dict_of_checkpoint(source, "the source dict")
+        return TransferSource(state, "a state dict", arch.cfg, arch.names)
     try:
         net = unwrap(source)
     except TypeError as e:

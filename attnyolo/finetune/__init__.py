@@ -81,6 +81,7 @@ from attnyolo.finetune.start import (
     check_yolo_args,
     class_change,
     load_base,
+    seed_all,
     seeded,
 )
 from attnyolo.weights import TransferReport
@@ -115,6 +116,7 @@ __all__ = [
     "load_base",
     "prepare",
     "report_writer",
+    "seed_all",
     "seeded",
     "start_checker",
 ]

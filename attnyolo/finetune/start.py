@@ -128,6 +128,13 @@ def load_base(
 # ----------------------------------------------------------------------------------------------------------- seed
 
 
+def seed_all(seed: int) -> None:
+    """Seed torch's CPU generator, NumPy's and Python's (use inside :func:`seeded`, which restores them)."""
+    torch.default_generator.manual_seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+    random.seed(int(seed))
+
+
 @contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Draw everything inside from ``seed`` (torch's CPU generator, NumPy's and Python's), then give the process
@@ -135,9 +142,7 @@ def seeded(seed: int) -> Iterator[None]:
     CPU; CUDA generators are not touched)."""
     py_state, np_state = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(int(seed))
-        np.random.seed(int(seed) % 2**32)
-        random.seed(int(seed))
+        seed_all(seed)
         try:
             yield
         finally:
@@ -237,8 +242,8 @@ def build_start(
         TransferError: a base tensor that would be left behind; GraphError: a bad placement or hyper-parameter.
     """
     nc = int(nc)
+    report = None
     with seeded(seed):
-        scratch = build(dict(base.cfg, nc=nc), nc=nc) if base.ckpt is None else None
         if attention is None:
             cfg, imap = dict(base.cfg), None
         else:
@@ -251,11 +256,12 @@ def build_start(
                 **{k: v for k, v in record.items() if k != "base"},
             }
         cfg["nc"] = nc  # the data's class count (the head's class convs are new when the base had another)
-        report = None
-        if scratch is not None and attention is None:
-            model = scratch
-        else:
-            model = build(cfg, nc=nc)
+        # the engine may have probed modules while inserting (random draws, cached after the first time in a
+        # process): seed again, so the start's own tensors never depend on what this process did before
+        seed_all(seed)
+        scratch = build(dict(base.cfg, nc=nc), nc=nc) if base.ckpt is None else None
+        model = scratch if scratch is not None and attention is None else build(cfg, nc=nc)
+        if model is not scratch:
             report = transfer(model, base.ckpt if base.ckpt is not None else scratch, imap)
     if base.ckpt is not None:
         report.source = base.name

@@ -48,7 +48,10 @@ def differences(a: list[dict], b: list[dict]) -> dict[str, float]:
     return out
 
 
-def assert_same_rows(a: list[dict], b: list[dict]) -> None:
+def assert_same_rows(a: list[dict], b: list[dict], exact: bool = False) -> None:
+    """Same runs, same costs, same metrics; losses and gamma within the tolerances above, or equal (``exact``)."""
+    if exact:
+        assert comparable(a) == comparable(b)
     ca, cb = comparable(a), comparable(b)
     assert sorted(ca) == sorted(cb)
     assert len(a) == len(ca) and len(b) == len(cb)  # no duplicate run ids

@@ -133,6 +133,8 @@ def test_finetune_cli_end_to_end_and_best_pt_reloads_in_a_fresh_process(base_pt,
     again = prepare(base_pt, "cbam", "neck", default_data)
     assert len(again.report.transferred) == 355
     assert all(torch.equal(start[dst], again.model.state_dict()[dst]) for _, dst in again.report.transferred)
+    # the new tensors too (the attention's own): both drew them under the same seed (Ultralytics' default 0)
+    assert all(torch.equal(start[k], v) for k, v in again.model.state_dict().items())
 
     script = f"""
 import json, attnyolo

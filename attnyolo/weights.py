@@ -32,10 +32,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from attnyolo.checkpoints import load_checkpoint, safetensors_metadata, safetensors_model_yaml
+from attnyolo.checkpoints import architecture, load_checkpoint
 from attnyolo.errors import AttnYoloError
 from attnyolo.graph.align import align_layers
 from attnyolo.graph.edit import IndexMap
+from attnyolo.graph.layers import METADATA_KEY, attention_name, layers
 from attnyolo.models import checkpoint_model, unwrap
 
 _LAYER_KEY = re.compile(r"^model\.(\d+)\.(.+)$")
@@ -197,20 +198,13 @@ def load_source(source: Any, *, trust: bool = False) -> TransferSource:
     if isinstance(source, TransferSource):
         return source
     if isinstance(source, (str, os.PathLike)):
-        name = str(source)
         ckpt = load_checkpoint(Path(source), trust=trust)
-        net = checkpoint_model(ckpt)
-        cfg = getattr(net, "yaml", None) if net is not None else _yaml_of_safetensors(Path(source))
-        names = getattr(net, "names", None) if net is not None else _names_of_safetensors(Path(source))
-        return TransferSource(_state_dict_of_checkpoint(ckpt, name), name, cfg, _as_names(names))
+        arch = architecture(ckpt, path=source)
+        return TransferSource(_state_dict_of_checkpoint(ckpt, str(source)), str(source), arch.cfg, arch.names)
     if isinstance(source, Mapping):
-        net = checkpoint_model(source)
-        return TransferSource(
-            _state_dict_of_checkpoint(source, "the source dict"),
-            "a state dict",
-            _yaml_of_checkpoint(source),
-            _as_names(getattr(net, "names", None)),
-        )
+        arch = architecture(source)
+        state = _state_dict_of_checkpoint(source, "the source dict")
+        return TransferSource(state, "a state dict", arch.cfg, arch.names)
     try:
         net = unwrap(source)
     except TypeError as e:
@@ -225,32 +219,6 @@ def load_source(source: Any, *, trust: bool = False) -> TransferSource:
 
 def _as_names(names: Any) -> dict | None:
     return dict(names) if isinstance(names, Mapping) and names else None
-
-
-def _names_of_safetensors(path: Path) -> dict | None:
-    import json
-
-    if path.suffix != ".safetensors":
-        return None
-    try:
-        names = json.loads(safetensors_metadata(path).get("names", "{}"))
-        return {int(k): v for k, v in names.items()} if isinstance(names, dict) else None
-    except (AttnYoloError, ValueError):
-        return None
-
-
-def _yaml_of_checkpoint(ckpt: Mapping[str, Any]) -> Any:
-    return getattr(checkpoint_model(ckpt), "yaml", None)
-
-
-def _yaml_of_safetensors(path: Path) -> Any:
-    """The architecture in an attnyolo ``.safetensors`` (``None`` for other files)."""
-    if path.suffix != ".safetensors":
-        return None
-    try:
-        return safetensors_model_yaml(path)
-    except AttnYoloError:
-        return None
 
 
 def _state_dict_of_checkpoint(ckpt: Mapping[str, Any], name: str) -> dict[str, torch.Tensor]:
@@ -410,7 +378,36 @@ def _head_of(net: nn.Module, source_cfg: Any) -> _Head:
     return _Head(layer, _nc(getattr(net, "yaml", None)), _nc(source_cfg))
 
 
-def _refusal(name: str, total: int, lost: list[tuple[str, str]], what: str, hint: str) -> TransferError:
+def _arch_name(cfg: Mapping) -> str:
+    """A short name of an architecture for a message: its attention record's base and attentions, or its layers."""
+    record = cfg.get(METADATA_KEY)
+    if isinstance(record, Mapping) and record.get("base"):
+        attentions = sorted({a for a in (attention_name(r.module) for r in layers(cfg)) if a})
+        return f"{Path(str(record['base'])).name} + {', '.join(attentions)}" if attentions else str(record["base"])
+    rows = layers(cfg)
+    return f"{len(rows)} layers of {', '.join(dict.fromkeys(r.module for r in rows))}"
+
+
+def _different_architectures(source_cfg: Any, target_cfg: Any) -> str | None:
+    """``"A vs B"`` when both sides carry an architecture and they do not align (no shared base), else ``None``."""
+    if not isinstance(source_cfg, Mapping) or not isinstance(target_cfg, Mapping):
+        return None
+    if align_layers(source_cfg, target_cfg) is not None:
+        return None
+    try:
+        return f"the source is {_arch_name(source_cfg)}, the model {_arch_name(target_cfg)}"
+    except AttnYoloError:  # not a model YAML after all: the per-tensor list says more
+        return None
+
+
+def _refusal(
+    name: str, total: int, lost: list[tuple[str, str]], what: str, hint: str, different: str | None = None
+) -> TransferError:
+    if different is not None:  # every layer shifts or changes shape: a per-tensor list would say nothing more
+        return TransferError(
+            f"{what} from {name}: different architecture ({different}): {len(lost)} of {total} source tensors "
+            f"would be left behind; the model was not changed{hint}"
+        )
     listed = "; ".join(f"{k}: {reason}" for k, reason in lost[:10])
     more = f"; ... and {len(lost) - 10} more" if len(lost) > 10 else ""
     return TransferError(
@@ -472,12 +469,12 @@ def transfer(
     copies, skips = _plan(src, dst, checked_map, _head_of(net, source_cfg), why)
     lost = [(k, reason) for k, reason, kind in skips if kind == LOST]
     classes = [(k, reason) for k, reason, kind in skips if kind == CLASSES]
+    different = _different_architectures(source_cfg, getattr(net, "yaml", None)) if lost else None
     if strict and (lost or classes):
-        raise _refusal(name, len(src), lost + classes, "strict transfer", "")
+        raise _refusal(name, len(src), lost + classes, "strict transfer", "", different)
     if lost and not allow_partial:
-        raise _refusal(
-            name, len(src), lost, "transfer", " (pass allow_partial=True, CLI --allow-partial, to accept the loss)"
-        )
+        hint = " (pass allow_partial=True, CLI --allow-partial, to accept the loss)"
+        raise _refusal(name, len(src), lost, "transfer", hint, different)
     live = {**dict(net.named_parameters(remove_duplicate=False)), **dict(net.named_buffers(remove_duplicate=False))}
     with torch.no_grad():
         for key, target in copies:

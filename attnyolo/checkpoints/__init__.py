@@ -26,11 +26,13 @@ Every failure raises :class:`CheckpointError` naming the file and the problem; n
 
 Layout: :mod:`.sniff` (what a file is, from its first bytes), :mod:`.pickle_scan` (the pickle disassembly and
 allow-list), :mod:`.safetensors_io` (header validation, metadata, export), :mod:`.loading` (the loaders and the
-model YAML check), :mod:`.ultralytics_pt` (writing the ``.pt`` Ultralytics loads), :mod:`.errors`.
+model YAML check), :mod:`.model_yaml` (a checkpoint's YAML and class names, :func:`architecture`),
+:mod:`.ultralytics_pt` (writing the ``.pt`` Ultralytics loads), :mod:`.errors`.
 """
 
 from attnyolo.checkpoints.errors import TRUST_HINT, CheckpointError
 from attnyolo.checkpoints.loading import check_model_yaml, load_checkpoint, load_safetensors_model
+from attnyolo.checkpoints.model_yaml import Architecture, architecture
 from attnyolo.checkpoints.pickle_scan import MODULE_PREFIXES
 from attnyolo.checkpoints.safetensors_io import FORMAT, safetensors_metadata, safetensors_model_yaml, save_safetensors
 from attnyolo.checkpoints.ultralytics_pt import save_ultralytics_checkpoint
@@ -39,7 +41,9 @@ __all__ = [
     "FORMAT",
     "MODULE_PREFIXES",
     "TRUST_HINT",
+    "Architecture",
     "CheckpointError",
+    "architecture",
     "check_model_yaml",
     "load_checkpoint",
     "load_safetensors_model",

@@ -20,7 +20,7 @@ from attnyolo.atomic import write_atomically
 from attnyolo.experiments import executors
 from attnyolo.experiments.grid import Grid, GridError, differences, resolve
 from attnyolo.experiments.progress import GridProgress
-from attnyolo.experiments.runner import RunTask, git_rev, machine, versions
+from attnyolo.experiments.runner import RunTask, git_rev, grid_class_change, machine, versions
 from attnyolo.experiments.store import DB_NAME, GRID_YAML, ResultsStore, owner_id
 
 
@@ -111,6 +111,12 @@ def ablate(
         (console or Console()).print(
             f"ablate: warning: {workers} workers x {threads} threads > {executors.cores()} cores (oversubscribed)"
         )
+
+    change = grid_class_change(resolved)
+    if change:  # every run's head starts its class convolutions anew: say so once, before the runs
+        from rich.console import Console
+
+        (console or Console()).print(f"ablate: {change}", soft_wrap=True)
 
     store = open_store(folder, resolved)
     try:

@@ -11,6 +11,7 @@ A grid is data (a dict, the content of ``grid.yaml``)::
     hparams: {}
     variants:                         # ... and/or explicit variants
       - {attention: se, where: backbone, hparams: {rd_ratio: 0.25}}
+    freeze_epochs: 0                  # with weights: train only the new tensors for N epochs first (as finetune)
 
 :func:`resolve` turns it into a :class:`Grid` (the baseline first, then the variants in order, duplicates
 dropped) and checks everything that can be checked without training: attention names (closest names
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from attnyolo.errors import AttnYoloError
+from attnyolo.finetune import check_freeze_epochs, check_yolo_args, load_base
 
 BASELINE = "baseline"
 SCHEMA_KEYS = {
@@ -44,6 +46,7 @@ SCHEMA_KEYS = {
     "identity_start",
     "trust",
     "weights_sha256",
+    "freeze_epochs",
 }
 # The runner sets these itself: the seed comes from the grid's seeds, the run folder from the grid folder.
 RUNNER_ARGS = {
@@ -96,8 +99,11 @@ class Grid:
     variants: tuple[Variant, ...]
     identity_start: bool = True
     trust: bool = False
+    freeze_epochs: int = 0
 
     def config(self) -> dict:
+        # freeze_epochs only when set, so a grid written before it existed resumes with the same config
+        freeze = {"freeze_epochs": self.freeze_epochs} if self.freeze_epochs else {}
         return {
             "data": self.data,
             "model": self.model,
@@ -108,6 +114,7 @@ class Grid:
             "variants": [v.as_dict() for v in self.variants],
             "identity_start": self.identity_start,
             "trust": self.trust,
+            **freeze,
         }
 
     def runs(self) -> list[tuple[str, Variant, int]]:
@@ -221,26 +228,13 @@ def _variants(config: Mapping) -> tuple[Variant, ...]:
 
 
 def _check_recipe(recipe: Mapping[str, Any]) -> None:
-    from attnyolo.finetune import check_yolo_args
-
     for key, why in RUNNER_ARGS.items():
         if key in recipe:
             raise GridError(f"recipe argument {key}= cannot be set in a grid: {why}")
     check_yolo_args(recipe)
 
 
-def _base_cfg(model: str | None, weights: str | None, trust: bool) -> dict:
-    from attnyolo.graph import load
-
-    if weights is not None:
-        from attnyolo.checkpoints import load_checkpoint
-        from attnyolo.finetune import base_architecture
-
-        return base_architecture(Path(weights), load_checkpoint(weights, trust=trust), trust)[0]
-    return load(model)
-
-
-def _where_arg(where: Any) -> tuple[Any, str | None]:
+def where_arg(where: Any) -> tuple[Any, str | None]:
     """A variant's placement as :func:`attnyolo.insert`'s ``(where, after)``."""
     if isinstance(where, Mapping):
         return where.get("where"), where.get("after")
@@ -251,7 +245,7 @@ def check_variant(base_cfg: Mapping, variant: Variant, identity_start: bool = Tr
     """Insert ``variant`` into ``base_cfg``: ``(cfg, index_map)``; raises the engine's one-line errors."""
     from attnyolo.graph import insert
 
-    where, after = _where_arg(variant.where)
+    where, after = where_arg(variant.where)
     return insert(
         dict(base_cfg), variant.attention, where, after=after, identity_start=identity_start, **variant.hparams
     )
@@ -317,15 +311,26 @@ def resolve(config: Mapping[str, Any], *, check: bool = True) -> Grid:
         variants=_variants(config),
         identity_start=identity_start,
         trust=trust,
+        freeze_epochs=_freeze_epochs(config.get("freeze_epochs", 0), weights),
     )
     if check:
         from attnyolo.data.check import check_data
 
         check_data(grid.data)
-        base = _base_cfg(grid.model, grid.weights, grid.trust)
+        base = load_base(grid.weights, grid.model, trust=grid.trust, user="ablate").cfg
         for v in grid.variants[1:]:
             check_variant(base, v, grid.identity_start)
     return grid
+
+
+def _freeze_epochs(value: Any, weights: str | None) -> int:
+    try:
+        epochs = check_freeze_epochs(value)
+    except AttnYoloError as e:
+        raise GridError(str(e)) from None
+    if epochs and weights is None:
+        raise GridError("freeze_epochs needs weights: (a base checkpoint whose transferred tensors it freezes)")
+    return epochs
 
 
 def differences(stored: Mapping, given: Mapping, prefix: str = "") -> list[str]:

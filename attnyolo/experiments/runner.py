@@ -4,20 +4,25 @@
 row, so it runs the same way in the driver, in a local worker process or in a Ray task; it never touches the
 database (the driver alone writes it).
 
-Start model of each run:
+Start model of each run: the same functions as :func:`attnyolo.finetune` (:func:`attnyolo.finetune.start.load_base`
+and :func:`~attnyolo.finetune.start.build_start`), with the variant's edit and the run's seed, so the start is a
+pure function of (grid, variant, seed) whatever the executor and the run order:
 
 - ``weights`` (fine-tuning): the base checkpoint's architecture with the attention inserted, every base tensor
   transferred through the index map and the identity start (``gamma = 0``) by default; the **baseline** is the
   base architecture itself with the same checkpoint transferred, so it continues training from the same weights
   with the same recipe (the honest control). Only the head's class convolutions may be left behind (another
-  class count); anything else left behind is an error, as in :func:`attnyolo.finetune`.
-- ``model`` (from scratch): the baseline is built under ``torch.manual_seed(seed)``; a variant gets the
-  baseline's initial tensors for every layer it shares with it, so the seed alone decides the shared start.
+  class count); anything else left behind is an error. New tensors (the attention's own, the class convolutions
+  of another class count) are drawn under the run's seed.
+- ``model`` (from scratch): the baseline is built under the run's seed; a variant gets the baseline's initial
+  tensors for every layer it shares with it, so the seed alone decides the shared start.
 
 Training is Ultralytics' own (``YOLO(start.pt).train``) with the run's ``seed`` (same seed, same data order for
-every variant), into ``GRID_DIR/runs/<run_id>``, with attnyolo's gamma log and start check (the trainer must
-start from the transferred tensors). A run folder with a resumable ``weights/last.pt`` (killed mid-training)
-continues from it (``resume=True``); any other leftover folder is cleared and the run starts again.
+every variant), into ``GRID_DIR/runs/<run_id>``, with attnyolo's callbacks of every run
+(:func:`attnyolo.finetune.add_run_callbacks`: gamma log, gamma group, start check, ``weights/start.pt``, transfer
+report, the grid's ``freeze_epochs``). A run folder with a resumable ``weights/last.pt`` (killed mid-training)
+continues from it (``resume=True``, the temporary start file of the killed attempt removed); any other leftover
+folder is cleared and the run starts again. ``train_seconds`` adds up the attempts (:func:`train_seconds`).
 """
 
 from __future__ import annotations
@@ -34,8 +39,26 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import ultralytics
+import yaml
+from ultralytics import YOLO
 
-from attnyolo.experiments.grid import Grid, Variant, check_variant, resolve
+from attnyolo._version import __version__
+from attnyolo.checkpoints import save_ultralytics_checkpoint
+from attnyolo.data.check import check_data
+from attnyolo.experiments import costs, valstats
+from attnyolo.experiments.grid import Grid, Variant, resolve, where_arg
+from attnyolo.finetune import (
+    GAMMA_COLUMNS,
+    GAMMA_CSV,
+    Base,
+    Start,
+    add_run_callbacks,
+    build_start,
+    class_change,
+    load_base,
+)
+from attnyolo.graph import build
 
 VAL_STATS = "val_stats.npz"
 RUNS = "runs"
@@ -54,12 +77,8 @@ class RunTask:
 
 
 def versions() -> dict[str, str]:
-    import ultralytics
-
-    import attnyolo
-
     return {
-        "attnyolo": attnyolo.__version__,
+        "attnyolo": __version__,
         "torch": torch.__version__,
         "ultralytics": ultralytics.__version__,
         "python": platform.python_version(),
@@ -94,84 +113,59 @@ def machine() -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------- start model
 
 
-@dataclass
-class Start:
-    """The start of a run: the model to train, the baseline architecture (for latency) and the transfer report."""
-
-    model: torch.nn.Module
-    base_cfg: dict
-    report: Any  # TransferReport or None (from scratch)
+def grid_base(grid: Grid) -> Base:
+    """The grid's base, loaded once: its checkpoint (``weights``) or its model YAML (``model``)."""
+    return load_base(grid.weights, grid.model, trust=grid.trust, user="ablate")
 
 
-def start_model(grid: Grid, variant: Variant, seed: int, nc: int, names: dict) -> Start:
-    """The model a run starts from (see the module docstring)."""
-    from attnyolo.graph import build, load
-    from attnyolo.graph.layers import layers
-    from attnyolo.weights import transfer
+def grid_class_change(grid: Grid) -> str | None:
+    """One line when the grid's base checkpoint has another class count than its data (see
+    :func:`attnyolo.finetune.class_change`), else ``None``."""
+    if grid.weights is None:
+        return None
+    info = check_data(grid.data)
+    return class_change(grid_base(grid), int(info["nc"]), dict(info["names"]))
 
-    if grid.weights is not None:
-        from attnyolo.checkpoints import load_checkpoint
-        from attnyolo.finetune import base_architecture, check_left_behind
 
-        ckpt = load_checkpoint(grid.weights, trust=grid.trust)
-        base_cfg, base_names = base_architecture(Path(grid.weights), ckpt, grid.trust)
-        nc_base = base_cfg.get("nc", len(base_names or {}) or None)
-        cfg, imap = (
-            (dict(base_cfg), None) if variant.is_baseline else check_variant(base_cfg, variant, grid.identity_start)
-        )
-        cfg["nc"] = nc
-        model = build(cfg, nc=nc)
-        report = transfer(model, ckpt, imap)
-        report.source = grid.weights
-        check_left_behind(report, len(layers(base_cfg)) - 1, nc_base, nc)
-    else:
-        base_cfg = load(grid.model)
-        torch.manual_seed(seed)
-        base = build(dict(base_cfg, nc=nc), nc=nc)
-        if variant.is_baseline:
-            model, report = base, None
-        else:
-            cfg, imap = check_variant(base_cfg, variant, grid.identity_start)
-            model = build(dict(cfg, nc=nc), nc=nc)
-            transfer(model, base, imap)
-            report = None
-    model.names = dict(names)
-    return Start(model=model, base_cfg=dict(base_cfg, nc=nc), report=report)
+def start_model(grid: Grid, variant: Variant, seed: int, nc: int, names: dict, base: Base | None = None) -> Start:
+    """The model a run starts from: :func:`attnyolo.finetune.start.build_start` with the variant's edit, the
+    data's classes and the run's seed (see the module docstring). ``base`` saves reading the grid's base again."""
+    where, after = where_arg(variant.where)
+    return build_start(
+        base or grid_base(grid),
+        variant.attention,
+        where,
+        after=after,
+        hparams=variant.hparams,
+        nc=nc,
+        names=names,
+        seed=seed,
+        identity_start=grid.identity_start,
+    )
 
 
 def save_start(model: torch.nn.Module, path: Path, data: str, meta: Mapping) -> Path:
     """The run's start model as the Ultralytics checkpoint ``YOLO(path)`` loads (as :func:`attnyolo.finetune`)."""
-    from attnyolo.checkpoints import save_ultralytics_checkpoint
-
     return save_ultralytics_checkpoint(model, path, meta, data=data)
 
 
-def start_callbacks(model: torch.nn.Module, report: Any) -> dict[str, list[Callable]]:
-    """attnyolo's callbacks of a run: start check (every tensor as built/transferred) and transfer report."""
-    from attnyolo.finetune import report_writer, start_checker
-
-    expected = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    out: dict[str, list[Callable]] = {"on_pretrain_routine_end": [start_checker(expected)]}
-    if report is not None:
-        out["on_pretrain_routine_start"] = [report_writer(report)]
-    return out
-
-
-def configured_yolo(start_pt: Path, start: Start, run_id: str = "", on_epoch: Callable | None = None) -> Any:
-    """``YOLO(start_pt)`` with attnyolo's callbacks: gamma log, start check, transfer report, progress.
+def configured_yolo(
+    start_pt: Path,
+    start: Start,
+    run_id: str = "",
+    on_epoch: Callable | None = None,
+    *,
+    freeze_epochs: int = 0,
+    resumed: bool = False,
+) -> Any:
+    """``YOLO(start_pt)`` (or ``YOLO(last.pt)`` when ``resumed``) with attnyolo's callbacks of every run
+    (:func:`attnyolo.finetune.add_run_callbacks`: gamma log and group, start check, ``start.pt``, transfer report,
+    freezing) and the grid's progress.
 
     The callbacks travel with the trainer into a DDP launch (Ultralytics cloudpickles them with the model).
     """
-    from ultralytics import YOLO
-
-    from attnyolo.finetune import add_gamma_logging, add_gamma_optimiser
-
     yolo = YOLO(str(start_pt))
-    add_gamma_logging(yolo)
-    add_gamma_optimiser(yolo)  # gamma in its own group, as attnyolo.finetune trains it
-    for event, fns in start_callbacks(start.model, start.report).items():
-        for fn in fns:
-            yolo.add_callback(event, fn)
+    add_run_callbacks(yolo, start, start_pt=start_pt, freeze_epochs=freeze_epochs, resumed=resumed)
     _add_epoch_callback(yolo, run_id, on_epoch)
     return yolo
 
@@ -208,6 +202,32 @@ def _number(v: str | None) -> Any:
     return int(f) if f.is_integer() and "." not in v and "e" not in v.lower() else f
 
 
+def start_file(runs_dir: Path, run_id: str) -> Path:
+    """The temporary start checkpoint of a run (``YOLO`` loads it; the run keeps its copy as ``weights/start.pt``)."""
+    return runs_dir / f".{run_id}-start.pt"
+
+
+def train_seconds(epochs: list[dict]) -> float | None:
+    """The training time of a run from its ``results.csv`` rows, summed over a kill and its resumes.
+
+    Ultralytics' ``time`` column counts from the start of the current training attempt: a resumed run starts again
+    near 0 (and may repeat an epoch whose row was written before the kill but whose ``last.pt`` was not). Each
+    attempt's times are therefore added to the time already spent when the epoch it resumed from ended. The part of
+    an epoch killed before it finished is not counted: it was done again.
+    """
+    elapsed: dict[int, float] = {}
+    offset, previous, last = 0.0, None, None
+    for row in epochs:
+        epoch, seconds = row.get("epoch"), row.get("time")
+        if not isinstance(epoch, int) or not isinstance(seconds, (int, float)):
+            continue
+        if previous is not None and (seconds < previous[1] or epoch <= previous[0]):  # a resumed attempt begins
+            offset = elapsed.get(epoch - 1, 0.0)
+        elapsed[epoch] = offset + float(seconds)
+        previous, last = (epoch, float(seconds)), epoch
+    return None if last is None else elapsed[last]
+
+
 def run_one(task: Mapping[str, Any], on_epoch: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Train, validate and measure one run; return its row's result columns (see :mod:`.store`).
 
@@ -215,14 +235,6 @@ def run_one(task: Mapping[str, Any], on_epoch: Callable[[str, int, int], None] |
         task: a :class:`RunTask` as a dict.
         on_epoch: called ``(run_id, epoch, epochs)`` after each epoch (progress display; same process only).
     """
-    import yaml
-    from ultralytics import YOLO
-
-    from attnyolo.data.check import check_data
-    from attnyolo.experiments import costs, valstats
-    from attnyolo.finetune import GAMMA_CSV, add_gamma_logging, add_gamma_optimiser
-    from attnyolo.graph import build
-
     t = RunTask(**task)
     if t.threads:
         torch.set_num_threads(int(t.threads))
@@ -234,28 +246,22 @@ def run_one(task: Mapping[str, Any], on_epoch: Callable[[str, int, int], None] |
     run_dir = runs_dir / t.run_id
     last = run_dir / "weights" / "last.pt"
     start = start_model(grid, variant, t.seed, nc, names)
+    start_pt = start_file(runs_dir, t.run_id)
 
     t0 = time.perf_counter()
-    if _resumable(last):  # killed mid-training: continue from the last finished epoch
-        yolo = YOLO(str(last))
-        add_gamma_logging(yolo)
-        add_gamma_optimiser(yolo)  # the same optimiser groups as the run it continues
-        _add_epoch_callback(yolo, t.run_id, on_epoch)
-        yolo.train(resume=True)
-    else:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        start_pt = save_start(
-            start.model,
-            runs_dir / f".{t.run_id}-start.pt",
-            grid.data,
-            {"base": grid.weights or grid.model, "run_id": t.run_id},
-        )
-        try:
-            yolo = configured_yolo(start_pt, start, t.run_id, on_epoch)
+    try:
+        if _resumable(last):  # killed mid-training: continue from the last finished epoch
+            start_pt.unlink(missing_ok=True)  # the killed attempt's temporary start file
+            yolo = configured_yolo(last, start, t.run_id, on_epoch, freeze_epochs=grid.freeze_epochs, resumed=True)
+            yolo.train(resume=True)
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            save_start(start.model, start_pt, grid.data, {"base": grid.weights or grid.model, "run_id": t.run_id})
+            yolo = configured_yolo(start_pt, start, t.run_id, on_epoch, freeze_epochs=grid.freeze_epochs)
             yolo.train(data=grid.data, seed=t.seed, project=str(runs_dir), name=t.run_id, exist_ok=True, **grid.recipe)
-        finally:
-            start_pt.unlink(missing_ok=True)
-    train_seconds = time.perf_counter() - t0
+    finally:
+        start_pt.unlink(missing_ok=True)
+    seconds = time.perf_counter() - t0
     save_dir = Path(yolo.trainer.save_dir)
     best = save_dir / "weights" / "best.pt"
     if not best.is_file():
@@ -276,18 +282,8 @@ def run_one(task: Mapping[str, Any], on_epoch: Callable[[str, int, int], None] |
     box = metrics.box
     per_class = {names[int(c)]: float(box.ap[i].mean()) for i, c in enumerate(box.ap_class_index)}
     epochs = _read_csv(save_dir / "results.csv")
-    gamma = [
-        {
-            "epoch": r["epoch"],
-            "layer": r["layer"],
-            "attention": r["attention"],
-            "gamma": r["gamma"],
-            "gamma_ema": r.get("gamma_ema"),
-        }
-        for r in _read_csv(save_dir / GAMMA_CSV)
-    ]
-    if epochs and isinstance(epochs[-1].get("time"), (int, float)):
-        train_seconds = float(epochs[-1]["time"])  # Ultralytics' cumulative training time (spans a resume)
+    gamma = [{c: r.get(c) for c in GAMMA_COLUMNS} for r in _read_csv(save_dir / GAMMA_CSV)]
+    seconds = train_seconds(epochs) or seconds  # Ultralytics' own clock, summed over a kill and its resumes
     rel = os.path.relpath(save_dir, t.grid_dir)
     return {
         "params": costs.count_params(net),
@@ -300,7 +296,7 @@ def run_one(task: Mapping[str, Any], on_epoch: Callable[[str, int, int], None] |
         "recall": float(box.mr),
         "per_class_ap": per_class,
         "epochs": epochs,
-        "train_seconds": train_seconds,
+        "train_seconds": seconds,
         "run_dir": rel,
         "val_stats": os.path.join(rel, VAL_STATS),
         "gamma": gamma,

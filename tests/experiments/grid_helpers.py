@@ -7,11 +7,13 @@ INTERFACE_COLUMNS = (
     "latency_ms", "latency_ratio", "map50", "map50_95", "precision", "recall", "per_class_ap", "epochs",
     "train_seconds", "run_dir", "val_stats", "gamma", "versions", "git_rev", "config", "is_baseline",
 )  # fmt: skip
-# Tolerances between two executions of the same run (same seed, deterministic=True, workers=0, same torch thread
-# count) in different processes (driver vs. subprocess or Ray worker). Measured: mAP/P/R identical; losses differ by
-# up to 1.3e-3 (float summation order across processes); gamma by up to 0.029, because Adam steps each gamma by about
-# its learning rate (10x lr0 in gamma's own group) times sign(grad) while that gradient is still tiny and noisy, so
-# one flipped sign moves gamma by a whole step. On this 1-epoch tiny grid mAP is 0, so the metric check is weak; the
+# Two executions of the same run (same seed, deterministic=True, workers=0, same torch thread count) in different
+# processes (driver vs. subprocess or Ray worker) give the same numbers, bit for bit: the start model is a pure
+# function of (grid, variant, seed) (attnyolo.finetune.start.build_start) and Ultralytics seeds the training.
+# The tolerances below were needed while the attention's start tensors depended on what the process had drawn
+# before (the engine probes modules on a process's first insert; issue 20, item 1): losses then differed by up to
+# 1.3e-3 and gamma by up to 0.029. They stay for callers that compare runs of different code paths; the executor
+# and resume tests compare with exact=True. On this 1-epoch tiny grid mAP is 0, so the metric check is weak; the
 # real-data equality of stored and recomputed mAP is checked in test_valstats.py.
 METRIC_TOLERANCE = 1e-6
 LOSS_TOLERANCE = 5e-3
@@ -48,7 +50,10 @@ def differences(a: list[dict], b: list[dict]) -> dict[str, float]:
     return out
 
 
-def assert_same_rows(a: list[dict], b: list[dict]) -> None:
+def assert_same_rows(a: list[dict], b: list[dict], exact: bool = False) -> None:
+    """Same runs, same costs, same metrics; losses and gamma within the tolerances above, or equal (``exact``)."""
+    if exact:
+        assert comparable(a) == comparable(b)
     ca, cb = comparable(a), comparable(b)
     assert sorted(ca) == sorted(cb)
     assert len(a) == len(ca) and len(b) == len(cb)  # no duplicate run ids

@@ -63,6 +63,8 @@ def test_sigkill_during_training_then_resume_gives_the_clean_rows(clean_grid, gr
     finally:
         if proc.poll() is None:
             proc.kill()
+    leftover = folder / "runs" / f".{killed_run}-start.pt"
+    assert leftover.is_file()  # the killed attempt's temporary start file: the kill could not remove it
     at_kill = _states(folder / "ablate.sqlite")
     print(f"killed pid {proc.pid} (rc {proc.returncode}) while {killed_run} was training; states: {at_kill}")
     assert proc.returncode == -signal.SIGKILL and at_kill[killed_run] == "running"
@@ -79,8 +81,9 @@ def test_sigkill_during_training_then_resume_gives_the_clean_rows(clean_grid, gr
         clean_rows = clean.runs(None)
     print(f"after --resume: {[(r['run_id'], r['state'], r['attempts']) for r in rows]}; integrity_check: {integrity}")
     assert integrity == "ok"
+    assert not leftover.exists() and not list((folder / "runs").glob(".*-start.pt"))
     print(f"resumed vs clean, largest differences: {differences(rows, clean_rows)}")
-    assert_same_rows(rows, clean_rows)  # every run once, all done, same metrics as the clean run
+    assert_same_rows(rows, clean_rows, exact=True)  # every run once, all done, same metrics as the clean run
     for r in rows:  # finished runs were kept, not redone; the killed one ran a second time
         if r["run_id"] in done_before:
             assert r["finished"] == finished_before[r["run_id"]] and r["attempts"] == 1

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -135,6 +136,8 @@ def test_finetune_cli_end_to_end_and_best_pt_reloads_in_a_fresh_process(base_pt,
     again = prepare(base_pt, "cbam", "neck", default_data)
     assert len(again.report.transferred) == 355
     assert all(torch.equal(start[dst], again.model.state_dict()[dst]) for _, dst in again.report.transferred)
+    # the new tensors too (the attention's own): both drew them under the same seed (Ultralytics' default 0)
+    assert all(torch.equal(start[k], v) for k, v in again.model.state_dict().items())
 
     script = f"""
 import json, attnyolo
@@ -255,6 +258,49 @@ def test_transfer_cli_strict_refuses_another_architecture(capsys, tmp_path):
     attnyolo.dump(cfg, tmp_path / "yolo11n-cbam.yaml")
     err = _fails(capsys, "transfer", tmp_path / "yolo11n-cbam.yaml", base_path, "-o", tmp_path / "o.pt", "--strict")
     assert "would be left behind" in err and not (tmp_path / "o.pt").exists()
+
+
+def test_transfer_cli_between_different_architectures_is_one_short_line(capsys, tmp_path):
+    """Issue 20, item 6: a yolov8n base into yolo11n-cbam.yaml used to list 1,500 characters of tensor keys."""
+    base_path = save_ultralytics(attnyolo.build("yolov8n.yaml", nc=3), tmp_path / "base.pt")
+    cfg, _ = attnyolo.insert("yolo11n.yaml", "cbam", "neck")
+    attnyolo.dump(cfg, tmp_path / "yolo11n-cbam.yaml")
+    err = _fails(capsys, "transfer", tmp_path / "yolo11n-cbam.yaml", base_path, "-o", tmp_path / "o.pt")
+    assert f"transfer from {base_path}: different architecture (the source is 23 layers of Conv, C2f, SPPF" in err
+    assert "the model yolo11n.yaml + cbam)" in err and "would be left behind" in err and "--allow-partial" in err
+    assert "num_batches_tracked" not in err and len(err) < 400 and not (tmp_path / "o.pt").exists()
+
+
+def test_transfer_between_two_edits_of_one_base_still_lists_what_it_loses(tmp_path):
+    """The one-liner is for architectures that do not align; a loss inside one family keeps its per-tensor list."""
+    base = attnyolo.build("yolov8n.yaml", nc=3)
+    cfg, _ = attnyolo.insert("yolov8n.yaml", "se", "neck")
+    edited = attnyolo.build(cfg, nc=3)
+    state = {k: v for k, v in base.state_dict().items()}
+    state["model.22.cv2.0.0.conv.weight"] = torch.zeros(1)  # a tensor with a place in the model, of another shape
+    with pytest.raises(TransferError, match=r"model.22.cv2.0.0.conv.weight: shape mismatch") as info:
+        attnyolo.transfer(edited, state)
+    assert "different architecture" not in str(info.value)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop(trainer):
+    raise _Stop
+
+
+def test_finetune_names_a_class_count_change_on_the_terminal_in_one_line(one_class_data, capsys):
+    base = Path(attnyolo.__file__).parent / "data" / "base_yolov8n_bccd.safetensors"
+    with pytest.raises(_Stop):  # stopped as training sets up: the line comes before
+        attnyolo.finetune(base, "se", data=one_class_data, print_report=False, epochs=1, imgsz=64, workers=0,
+                          device="cpu", callbacks={"on_pretrain_routine_start": _stop})  # fmt: skip
+    lines = [line for line in capsys.readouterr().out.splitlines() if "class count" in line]
+    assert lines == [
+        "finetune: class count changes: the base base_yolov8n_bccd.safetensors has 3 classes (RBC, WBC, Platelets), "
+        "the data 1 (cell); the head's class convolutions start new"
+    ]
 
 
 # ----------------------------------------------------------------------------------------------- the callbacks alone

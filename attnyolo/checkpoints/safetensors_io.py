@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import yaml
 
+from attnyolo._version import __version__
 from attnyolo.atomic import write_atomically
 from attnyolo.checkpoints.errors import CheckpointError
 from attnyolo.checkpoints.sniff import check_file
@@ -109,8 +110,6 @@ def save_safetensors(model: Any, path: str | os.PathLike, *, half: bool = False)
     """
     from safetensors.torch import save_file
     from ultralytics.nn.tasks import guess_model_task
-
-    from attnyolo import __version__
 
     net = unwrap(model)
     cfg = getattr(net, "yaml", None)

@@ -56,10 +56,10 @@ class RunTask:
 def versions() -> dict[str, str]:
     import ultralytics
 
-    import attnyolo
+    from attnyolo import _version
 
     return {
-        "attnyolo": attnyolo.__version__,
+        "attnyolo": _version.__version__,
         "torch": torch.__version__,
         "ultralytics": ultralytics.__version__,
         "python": platform.python_version(),

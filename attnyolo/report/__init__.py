@@ -63,7 +63,7 @@ def print_table(a: Analysis, console=None, title: str | None = None) -> None:
     """The verdict table on the terminal (rich)."""
     from rich.table import Table
 
-    from attnyolo.cli.args import make_console
+    from attnyolo.console import make_console
 
     console = console or make_console()
     table = Table(title=title or f"attnyolo verdicts: {a.folder}")

@@ -87,3 +87,21 @@ def test_old_checkpoint_loads_in_a_fresh_process(weights_only):
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("ok")
+
+
+def test_a_checkpoint_written_now_names_the_adapter_module_and_loads_safely(tmp_path):
+    model = attnyolo.load_checkpoint(LEGACY)["model"]
+    path = tmp_path / "now.pt"
+    torch.save({"model": model}, path)
+    names, _ = scan_pickle(zip_data_pkl(path))
+    ours = {n for n in names if n.startswith("attnyolo.graph.")}
+    assert ours == {
+        "attnyolo.graph.adapter.ay_cbam",
+        "attnyolo.graph.adapter.ay_gca",
+        "attnyolo.graph.adapter.ay_se",
+        "attnyolo.graph.inside_modules.InsideBottleneck",
+    }
+    fixture = attnyolo.load_checkpoint(LEGACY)["attnyolo"]["fixture"]
+    with torch.no_grad():
+        out = attnyolo.load_checkpoint(path)["model"].eval()(fixture["input"])[0]
+        assert torch.equal(out, model.eval()(fixture["input"])[0])

@@ -148,8 +148,10 @@ def _plain_types() -> dict[str, Any]:
     return allowed
 
 
-def _module_class(name: str) -> type | None:
-    """The ``nn.Module`` subclass a global names, if it lives in an allowed package (imports only those)."""
+def _module_class(name: str, moved: Mapping[str, Any]) -> type | None:
+    """The ``nn.Module`` subclass a global names, if it lives in an allowed package (imports only those): defined
+    under that name, or registered in torch's safe globals under it (``moved``: a class that moved since the
+    checkpoint was written, e.g. attnyolo's adapters, once in ``attnyolo.graph.ultralytics``)."""
     module, _, attr = name.rpartition(".")
     if not name.startswith(MODULE_PREFIXES) or not module:
         return None
@@ -157,7 +159,7 @@ def _module_class(name: str) -> type | None:
         obj = getattr(importlib.import_module(module), attr, None)
     except ImportError:
         return None
-    if isinstance(obj, type) and issubclass(obj, nn.Module) and obj.__module__ == module:
+    if isinstance(obj, type) and issubclass(obj, nn.Module) and (obj.__module__ == module or moved.get(name) is obj):
         return obj
     return None
 
@@ -174,12 +176,13 @@ def allow_list(path: Path, data_pkl: bytes) -> list[Any]:
         raise CheckpointError(f"{path}: corrupt checkpoint ({e})") from e
     # Globals that some other code registered process-wide are not reported by torch; vet them as well.
     registered = {e[1] if isinstance(e, tuple) else f"{e.__module__}.{e.__qualname__}" for e in registered_globals()}
+    moved = {e[1]: e[0] for e in registered_globals() if isinstance(e, tuple)}
     needed |= {str(n) for n in names & registered}  # plain str: torch's allow-list rejects str subclasses
     plain = _plain_types()
     entries: list[Any] = []
     refused: list[str] = []
     for name in sorted(needed):
-        cls = _module_class(name)
+        cls = _module_class(name, moved)
         if cls is not None:
             if name in called:
                 refused.append(f"{name} (called as a constructor with arguments chosen by the file)")

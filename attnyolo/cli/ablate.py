@@ -17,7 +17,8 @@ from typing import Any
 
 import typer
 
-from attnyolo.cli.args import make_console, parse_hparams, parse_where, parse_yolo_args
+from attnyolo.cli.args import parse_hparams, parse_where, parse_yolo_args
+from attnyolo.console import make_console
 
 
 def _where(items: list[str]) -> list[Any] | None:

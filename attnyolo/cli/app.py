@@ -67,7 +67,8 @@ def data_check(data: str = typer.Argument(..., help="An Ultralytics data YAML (P
     Fails (one line, exit 2) on a missing labels folder, an unreadable image or a bad label row; warns about
     images without a label file (Ultralytics trains on them as background).
     """
-    from attnyolo.cli.args import data_path, make_console
+    from attnyolo.cli.args import data_path
+    from attnyolo.console import make_console
     from attnyolo.data.check import scan_data
 
     path = data_path(data)

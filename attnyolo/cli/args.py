@@ -60,16 +60,6 @@ def take_data(option: Path | None, extra: list[str], *, required: bool = True) -
     return chosen, rest
 
 
-def make_console():
-    """A rich Console that gives files and pipes at least 120 columns, so tables are never cut."""
-    from rich.console import Console
-
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = max(console.width, 120)
-    return console
-
-
 def parse_hparams(items: list[str]) -> dict[str, Any]:
     """``["rd_ratio=0.0625", "act_layer=relu"]`` -> ``{"rd_ratio": 0.0625, "act_layer": "relu"}`` (YAML values)."""
     out = {}

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import typer
 
-from attnyolo.cli.args import make_console, parse_yolo_args
+from attnyolo.cli.args import parse_yolo_args
+from attnyolo.console import make_console
 
 
 def demo_command(

@@ -19,7 +19,7 @@ def _version(package: str) -> str:
 def report() -> dict[str, str]:
     import torch
 
-    import attnyolo
+    from attnyolo._version import __version__
     from attnyolo.registry import available
 
     state = runtime.status()
@@ -30,7 +30,7 @@ def report() -> dict[str, str]:
     fonts = runtime.ultralytics_config_dir()
     auto = os.environ.get("YOLO_AUTOINSTALL")
     return {
-        "attnyolo": attnyolo.__version__,
+        "attnyolo": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": _version("torchvision"),

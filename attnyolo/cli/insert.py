@@ -21,10 +21,11 @@ from attnyolo.cli.args import parse_hparams, parse_where
 from attnyolo.errors import AttnYoloError, one_line
 from attnyolo.graph import api
 from attnyolo.graph.channels import layer_channels, resolve_scale
-from attnyolo.graph.checks import probe, row_hparams
+from attnyolo.graph.checks import probe
 from attnyolo.graph.errors import GraphError, HyperparameterError, UnknownModuleError
-from attnyolo.graph.inside import inner_params, inside_rows, option_of
-from attnyolo.graph.layers import attention_name, is_yolov5_original, layers
+from attnyolo.graph.inside_modules import inner_params
+from attnyolo.graph.inside_syntax import inside_rows, option_of
+from attnyolo.graph.layers import attention_name, is_yolov5_original, layers, row_hparams
 from attnyolo.graph.yaml_io import dump, flow, guess_scale, load
 from attnyolo.registry import describe
 

@@ -19,7 +19,7 @@ def report_command(
     gallery: int = typer.Option(4, "--gallery", help="Validation images in the baseline-vs-variant gallery (0: none)."),
 ) -> None:
     """Write GRID_DIR/report.md and a self-contained GRID_DIR/report.html (verdicts, plots, recipe)."""
-    from attnyolo.cli.args import make_console
+    from attnyolo.console import make_console
     from attnyolo.report import print_table, write_report
 
     a, md, page = write_report(grid_dir, resamples=resamples, seed=seed, alpha=alpha, gallery=gallery)

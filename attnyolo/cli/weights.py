@@ -16,7 +16,8 @@ from pathlib import Path
 import typer
 
 from attnyolo.checkpoints.convert import ConvertError
-from attnyolo.cli.args import DATA_HELP, make_console, parse_hparams, parse_where, parse_yolo_args, take_data
+from attnyolo.cli.args import DATA_HELP, parse_hparams, parse_where, parse_yolo_args, take_data
+from attnyolo.console import make_console
 
 
 def finetune_command(

@@ -105,7 +105,7 @@ def run_demo(
     Returns:
         (analysis, path of report.html, wall seconds of this call).
     """
-    from attnyolo.cli.args import make_console
+    from attnyolo.console import make_console
     from attnyolo.experiments import ablate
     from attnyolo.report import print_table, write_report
 

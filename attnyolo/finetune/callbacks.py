@@ -41,7 +41,7 @@ from ultralytics.utils import RANK, YAML
 
 from attnyolo.atomic import write_atomically
 from attnyolo.finetune.errors import FinetuneError
-from attnyolo.graph.ultralytics import AttentionLayer
+from attnyolo.graph.adapter import AttentionLayer
 from attnyolo.models import unwrap
 from attnyolo.weights import TransferError, TransferReport
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from attnyolo.errors import AttnYoloError
+from attnyolo.graph.inside_syntax import plain
 from attnyolo.graph.layers import INPUT, Layer, check_model, layers
 
 
@@ -52,8 +53,6 @@ class _View:
 
 
 def _view(cfg: Mapping) -> _View:
-    from attnyolo.graph.inside import plain
-
     # attention inside a block keeps the block, its index and its tensors: compare rows without that option
     rows = [plain(x) for x in layers(cfg)]
     attention = {x.index for x in rows if x.attention is not None}

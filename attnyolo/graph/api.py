@@ -31,6 +31,7 @@ from attnyolo.graph.channels import resolve_scale
 from attnyolo.graph.checks import check_attention_rows
 from attnyolo.graph.edit import IndexMap
 from attnyolo.graph.errors import PlacementError
+from attnyolo.graph.inside_syntax import inside_name, inside_rows
 from attnyolo.graph.layers import METADATA_KEY, attention_name, layers, row_module
 from attnyolo.graph.yaml_io import Base, load, source_name
 from attnyolo.registry import describe
@@ -167,16 +168,16 @@ def _put_inside(
 
 def _select(cfg: Mapping, which: int | str | Iterable[int] | None) -> tuple[list[int], list[int]]:
     """``(attention rows, rows with attention inside)`` of ``cfg`` that ``which`` names (all by default)."""
-    rows, inner = _attention_rows(cfg), inside_edits.inside_rows(cfg)
+    rows, inner = _attention_rows(cfg), inside_rows(cfg)
     if which is None:
         return rows, inner
     if isinstance(which, str):
         name = attention_name(which) or which.lower()
         chosen = [i for i in rows if attention_name(layers(cfg)[i].module) == name]
-        chosen_inner = [i for i in inner if inside_edits.inside_name(cfg, i) == name]
+        chosen_inner = [i for i in inner if inside_name(cfg, i) == name]
         if not chosen and not chosen_inner:
             present = sorted({attention_name(layers(cfg)[i].module) for i in rows})
-            present_inner = sorted({f"{inside_edits.inside_name(cfg, i)} (inside)" for i in inner})
+            present_inner = sorted({f"{inside_name(cfg, i)} (inside)" for i in inner})
             have = ", ".join(present + present_inner) or "none"
             raise PlacementError(f"no {name!r} attention in this YAML (it has {have})")
         return chosen, chosen_inner

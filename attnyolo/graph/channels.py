@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from attnyolo.graph.errors import ScaleError
+from attnyolo.graph.inside_syntax import plain
 from attnyolo.graph.layers import INPUT, Layer, is_yolov5_original, layers
 
 Channels = int | list | None
@@ -270,12 +271,10 @@ def rules_for(cfg: Mapping) -> dict[str, Rule]:
 
 def layer_channels(cfg: Mapping, scale: str | None = None, ch_in: int = 3) -> list[LayerChannels]:
     """Input and output channels and output kind of every layer of ``cfg`` at ``scale``."""
-    from attnyolo.graph.inside import plain  # a block with attention inside has its block's channels
-
     table, sc = rules_for(cfg), resolve_scale(cfg, scale)
     outputs: list = []
     out = []
-    for layer in map(plain, layers(cfg)):
+    for layer in map(plain, layers(cfg)):  # a block with attention inside has its block's channels
         ctx = Context(cfg, sc, outputs, ch_in)
         rule = table.get(layer.module, _DEFAULT)
         c_in = [ctx.input(j) for j in layer.inputs] if isinstance(layer.from_, list) else ctx.input(layer.inputs[0])

@@ -1,7 +1,8 @@
-"""Checks that every attention row of a model YAML can be built where it sits, at every scale.
+"""Checks that every attention row of a model YAML, and every attention inside a block, can be built where it sits,
+at every scale: the torch side of the engine's checks (it creates and runs modules; the YAML is only read).
 
-For each attention row and each scale: the layer it reads must output one feature map; the zoo module is
-created for that layer's channel count (so channel constraints such as "divisible by groups" and missing
+For each attention row (or inside option) and each scale: the layer it reads must output one feature map; the zoo
+module is created for that layer's channel count (so channel constraints such as "divisible by groups" and missing
 ``frames`` surface here); and a small forward pass must return the input's shape. Failures are one-line
 :class:`ShapeError` / :class:`~attnyolo.registry.HyperparameterError` messages naming the layer, the scale
 and the channels.
@@ -17,20 +18,12 @@ import torch
 from attnyolo.graph.channels import FEATURE, layer_channels, scale_names
 from attnyolo.graph.errors import ModelYAMLError, ShapeError
 from attnyolo.graph.hints import hint
+from attnyolo.graph.inside import bottlenecks, refuse_temporal
+from attnyolo.graph.inside_syntax import inside_rows, option_of, split_option
+from attnyolo.graph.layers import attention_name, layers, row_hparams
 from attnyolo.registry import ModuleSpec, describe
 
 PROBE_SIZE = (8, 8)  # spatial size of the shape probe: small, non-trivial, like a stride-32 map of a 256 image
-
-
-def row_hparams(module: str, args: Any, where: str = "") -> tuple[dict, dict]:
-    """``(hparams, options)`` of an attention row's args: ``[]``, ``[{...}]`` or ``[{...}, {...}]``."""
-    if not isinstance(args, list) or len(args) > 2 or not all(isinstance(a, dict) for a in args):
-        raise ModelYAMLError(
-            f"{where}{module} args must be [], [{{hparam: value}}] or [{{hparams}}, {{options}}], got {args!r}"
-        )
-    hparams = dict(args[0]) if args else {}
-    options = dict(args[1]) if len(args) > 1 else {}
-    return hparams, options
 
 
 def _frozen(x: Any) -> Any:
@@ -79,12 +72,32 @@ def probe(
     return n_params
 
 
+def check_inside_rows(cfg: Mapping, scales: Iterable[str | None] | None = None, ch_in: int = 3) -> None:
+    """Check every inside option of ``cfg`` at each of ``scales`` (default: every scale the YAML defines): a block
+    type with bottlenecks, a known non-temporal zoo module with valid hyper-parameters, and a module that builds
+    and keeps the shape at the bottleneck width of every scale (errors name the layer and the scale)."""
+    rows = inside_rows(cfg)
+    if not rows:
+        return
+    all_layers = layers(cfg)
+    parsed = {}
+    for i in rows:
+        name, hparams, _ = split_option(option_of(all_layers[i].args))
+        spec = describe(name)
+        refuse_temporal(spec, f"layer {i} ({all_layers[i].module})")
+        spec.check_hparams(hparams)
+        parsed[i] = (spec, hparams)
+    for scale in list(scales) if scales is not None else (scale_names(cfg) or [None]):
+        for i in rows:
+            spec, hparams = parsed[i]
+            found = bottlenecks(cfg, i, scale, ch_in)
+            at = f"layer {i} ({all_layers[i].module} inside" + (f", scale {scale}" if scale else "") + ")"
+            probe(spec, found.width, hparams, at)
+
+
 def check_attention_rows(cfg: Mapping, scales: Iterable[str | None] | None = None, ch_in: int = 3) -> None:
     """Check every attention row of ``cfg`` at each of ``scales`` (default: every scale the YAML defines), and
-    every attention inside a block (:func:`attnyolo.graph.inside.check_inside_rows`)."""
-    from attnyolo.graph.inside import check_inside_rows
-    from attnyolo.graph.layers import attention_name, layers
-
+    every attention inside a block (:func:`check_inside_rows`)."""
     scales = list(scales) if scales is not None else None
     check_inside_rows(cfg, scales, ch_in)
     rows = [x for x in layers(cfg) if attention_name(x.module) is not None]

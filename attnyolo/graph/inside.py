@@ -14,11 +14,14 @@ loudly on such a row (it reads the output width from ``args[0]``) instead of sil
 later positional argument (C2f's ``shortcut``, C3k2's ``attn``) and building another block.
 
 The row count never changes, so nothing is renumbered and base layer ``i`` stays layer ``i``.
-:mod:`attnyolo.graph.inside_modules` turns the option into modules when Ultralytics builds the row
-(through attnyolo's parse_model hook): each bottleneck gets ``attn`` (an :class:`AttentionLayer`, so identity
-start, gate capture and gamma logging are those of inserted layers) on its residual branch, after its last
-convolution and before the shortcut add (SE-ResNet's and CBAM's position, and C3_GC's):
-``y = x + attn(cv2(cv1(x)))``.
+
+This module is the YAML side: which blocks take an attention inside, at what width, and the edits. The option dict
+is read by :mod:`attnyolo.graph.inside_syntax`; each option is probed at every scale by
+:func:`attnyolo.graph.checks.check_inside_rows`. :mod:`attnyolo.graph.inside_modules` turns the option into
+modules when Ultralytics builds the row (through attnyolo's parse_model hook): each bottleneck gets ``attn`` (an
+:class:`~attnyolo.graph.adapter.AttentionLayer`, so identity start, gate capture and gamma logging are those of
+inserted layers) on its residual branch, after its last convolution and before the shortcut add (SE-ResNet's and
+CBAM's position, and C3_GC's): ``y = x + attn(cv2(cv1(x)))``.
 
 The attention's width is the bottleneck's, the block's hidden width (``c = c2 * e`` of C2f, ``c_`` of C3),
 not the row's output width; :data:`RULES` computes it from the YAML at any scale, like
@@ -48,20 +51,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from typing import Any, NamedTuple
 
-from attnyolo.graph.channels import SCALED, Context, layer_channels, resolve_scale, scale_names
-from attnyolo.graph.checks import probe
-from attnyolo.graph.errors import HyperparameterError, ModelYAMLError, PlacementError
+from attnyolo.graph.channels import SCALED, Context, layer_channels, resolve_scale
+from attnyolo.graph.errors import HyperparameterError, PlacementError
+from attnyolo.graph.inside_syntax import OPTION, make_option, option_of, plain, split_option, strip
 from attnyolo.graph.layers import SECTIONS, Layer, is_yolov5_original, layers
 from attnyolo.registry import ModuleSpec, describe
-
-OPTION = "inside"
-"""Key of the leading args dict that puts an attention inside a block's bottlenecks."""
-
-ADAPTER_OPTIONS = frozenset({"identity_start"})
-"""Keys of the option dict that are adapter options (the rest are the zoo module's hyper-parameters)."""
 
 
 class Bottlenecks(NamedTuple):
@@ -157,64 +153,7 @@ def supported_text() -> str:
     return ", ".join(SUPPORTED)
 
 
-# ------------------------------------------------------------------------------------------------ row options
-
-
-def option_of(args: Any) -> dict | None:
-    """The inside option of a row's args (its leading ``{inside: ...}`` dict), or ``None``."""
-    if isinstance(args, list) and args and isinstance(args[0], Mapping) and OPTION in args[0]:
-        return dict(args[0])
-    return None
-
-
-def strip(args: list) -> list:
-    """``args`` without the inside option: what Ultralytics' parse_model gets."""
-    return list(args[1:]) if option_of(args) is not None else list(args)
-
-
-def plain(layer: Layer) -> Layer:
-    """``layer`` with its inside option stripped (the row parse_model builds), for rules that read ``args``."""
-    return replace(layer, args=strip(layer.args)) if option_of(layer.args) is not None else layer
-
-
-def split_option(option: Mapping) -> tuple[str, dict, dict]:
-    """``(zoo name, hparams, adapter options)`` of an inside option dict."""
-    name = option.get(OPTION)
-    if not isinstance(name, str) or not name:
-        raise ModelYAMLError(f"{{{OPTION}: ...}} takes a zoo name like cbam, got {name!r}")
-    rest = {k: v for k, v in option.items() if k != OPTION}
-    options = {k: v for k, v in rest.items() if k in ADAPTER_OPTIONS}
-    hparams = {k: v for k, v in rest.items() if k not in ADAPTER_OPTIONS}
-    return name, hparams, options
-
-
-def make_option(name: str, hparams: Mapping | None = None, identity_start: bool = True) -> dict:
-    """The option dict written into a block row: ``{inside: name, **hparams}`` (+ ``identity_start: false``)."""
-    out = {OPTION: name, **dict(hparams or {})}
-    if not identity_start:
-        out["identity_start"] = False
-    return out
-
-
-def inside_rows(cfg: Mapping) -> list[int]:
-    """Indices of the rows of ``cfg`` that carry an attention inside."""
-    return [x.index for x in layers(cfg) if option_of(x.args) is not None]
-
-
-def inside_name(cfg: Mapping, i: int) -> str | None:
-    """The zoo name inside layer ``i`` (``None`` when it has none)."""
-    option = option_of(layers(cfg)[i].args)
-    return None if option is None else option.get(OPTION)
-
-
-def _set_args(cfg: dict, i: int, args: list) -> None:
-    n_backbone = len(cfg["backbone"])
-    section, j = (SECTIONS[0], i) if i < n_backbone else (SECTIONS[1], i - n_backbone)
-    row = cfg[section][j]
-    cfg[section][j] = [row[0], row[1], row[2], args]
-
-
-# ---------------------------------------------------------------------------------------------------- checks
+# ------------------------------------------------------------------------------------------------ placement
 
 
 def _refusal(layer: Layer) -> str:
@@ -253,44 +192,14 @@ def refuse_temporal(spec: ModuleSpec, where: str) -> None:
         )
 
 
-def check_inside_rows(cfg: Mapping, scales: Iterable[str | None] | None = None, ch_in: int = 3) -> None:
-    """Check every inside option of ``cfg`` at each of ``scales`` (default: every scale the YAML defines): a block
-    type with bottlenecks, a known non-temporal zoo module with valid hyper-parameters, and a module that builds
-    and keeps the shape at the bottleneck width of every scale (errors name the layer and the scale)."""
-    rows = inside_rows(cfg)
-    if not rows:
-        return
-    all_layers = layers(cfg)
-    parsed = {}
-    for i in rows:
-        name, hparams, _ = split_option(option_of(all_layers[i].args))
-        spec = describe(name)
-        refuse_temporal(spec, f"layer {i} ({all_layers[i].module})")
-        spec.check_hparams(hparams)
-        parsed[i] = (spec, hparams)
-    for scale in list(scales) if scales is not None else (scale_names(cfg) or [None]):
-        for i in rows:
-            spec, hparams = parsed[i]
-            found = bottlenecks(cfg, i, scale, ch_in)
-            at = f"layer {i} ({all_layers[i].module} inside" + (f", scale {scale}" if scale else "") + ")"
-            probe(spec, found.width, hparams, at)
+# ---------------------------------------------------------------------------------------------------- edits
 
 
-def inner_params(cfg: Mapping, i: int, scale: str | None = None) -> int:
-    """Parameters the inside option of layer ``i`` adds at ``scale``: count x (module + its gamma, if any).
-
-    The gamma is counted as the adapter decides it (:class:`attnyolo.graph.ultralytics.AttentionLayer`), so this
-    is exact; it builds one adapter, at the bottleneck width.
-    """
-    from attnyolo.graph.ultralytics import adapter_class
-
-    name, hparams, options = split_option(option_of(layers(cfg)[i].args))
-    found = bottlenecks(cfg, i, scale)
-    one = adapter_class(name)([found.width], 0, hparams, options)
-    return found.count * sum(p.numel() for p in one.parameters())
-
-
-# ----------------------------------------------------------------------------------------------------- edits
+def _set_args(cfg: dict, i: int, args: list) -> None:
+    n_backbone = len(cfg["backbone"])
+    section, j = (SECTIONS[0], i) if i < n_backbone else (SECTIONS[1], i - n_backbone)
+    row = cfg[section][j]
+    cfg[section][j] = [row[0], row[1], row[2], args]
 
 
 def add(cfg: Mapping, indices: Iterable[int], name: str, hparams: Mapping, identity_start: bool) -> dict:
@@ -352,24 +261,3 @@ def swap(cfg: Mapping, indices: Iterable[int], name: str, hparams: Mapping) -> d
         new = make_option(name, hparams, options.get("identity_start", True))
         _set_args(out, i, [new, *strip(all_layers[i].args)])
     return out
-
-
-def without_inside(d: Mapping) -> tuple[Mapping, dict[int, dict]]:
-    """For the parse_model hook: ``d`` with its inside options stripped (``d`` itself when it has none), and the
-    plan ``{layer index: option}`` to apply to the built layers."""
-    plan = {}
-    i = 0
-    for section in SECTIONS:
-        for row in d.get(section) or []:
-            if isinstance(row, (list, tuple)) and len(row) == 4 and option_of(row[3]) is not None:
-                plan[i] = option_of(row[3])
-            i += 1
-    if not plan:
-        return d, plan
-    out = dict(d)
-    for section in SECTIONS:
-        out[section] = [
-            [r[0], r[1], r[2], strip(r[3])] if isinstance(r, (list, tuple)) and len(r) == 4 else r
-            for r in d.get(section) or []
-        ]
-    return out, plan

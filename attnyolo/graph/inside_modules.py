@@ -1,4 +1,5 @@
-"""The modules of attention inside blocks (see :mod:`attnyolo.graph.inside` for the YAML side).
+"""The modules of attention inside blocks (see :mod:`attnyolo.graph.inside` for the YAML side), and the parameter
+count they add (:func:`inner_params`).
 
 When Ultralytics builds a block row that carries ``{inside: <name>}``, attnyolo's parse_model hook
 (:mod:`attnyolo.graph.ultralytics`) hands parse_model the row without the option, then calls :func:`patch` on
@@ -21,7 +22,12 @@ import torch
 from torch import nn
 from ultralytics.nn.modules.block import CIB, Bottleneck, GhostBottleneck, RepBottleneck
 
+from attnyolo.graph.adapter import adapter_class
 from attnyolo.graph.errors import BuildError
+from attnyolo.graph.inside import bottlenecks, refuse_temporal
+from attnyolo.graph.inside_syntax import option_of, split_option
+from attnyolo.graph.layers import layers
+from attnyolo.registry import describe
 
 
 class InsideBottleneck(Bottleneck):
@@ -71,8 +77,6 @@ CLASSES = tuple(cls for cls, _ in INSIDE.values())
 
 def patch(block: nn.Module, name: str, hparams: Mapping, options: Mapping, where: str = "") -> int:
     """Put zoo attention ``name`` inside every residual bottleneck of ``block``, in place; returns how many."""
-    from attnyolo.graph.ultralytics import adapter_class
-
     adapter = adapter_class(name)
     targets = [m for m in block.modules() if type(m) in INSIDE]
     if not targets:
@@ -87,12 +91,21 @@ def patch(block: nn.Module, name: str, hparams: Mapping, options: Mapping, where
 
 def patch_model(layers: nn.Module, plan: Mapping[int, Mapping]) -> None:
     """Apply the hook's ``plan`` (layer index -> inside option) to the layers parse_model built."""
-    from attnyolo.graph.inside import refuse_temporal, split_option
-    from attnyolo.registry import describe
-
     for i, option in plan.items():
         name, hparams, options = split_option(option)
         block = layers[i]
         refuse_temporal(describe(name), f"layer {i} ({type(block).__name__})")  # YOLO(yaml) skips attnyolo's checks
         patch(block, name, hparams, options, f"layer {i}: ")
         block.np = sum(p.numel() for p in block.parameters())  # parse_model's count, now with the attention
+
+
+def inner_params(cfg: Mapping, i: int, scale: str | None = None) -> int:
+    """Parameters the inside option of layer ``i`` adds at ``scale``: count x (module + its gamma, if any).
+
+    The gamma is counted as the adapter decides it (:class:`attnyolo.graph.adapter.AttentionLayer`), so this
+    is exact; it builds one adapter, at the bottleneck width.
+    """
+    name, hparams, options = split_option(option_of(layers(cfg)[i].args))
+    found = bottlenecks(cfg, i, scale)
+    one = adapter_class(name)([found.width], 0, hparams, options)
+    return found.count * sum(p.numel() for p in one.parameters())

@@ -18,11 +18,12 @@ with an Ultralytics or torch module name, and the rest is the zoo name.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from attnyolo.graph.errors import ModelYAMLError
+from attnyolo.graph.errors import BuildError, ModelYAMLError
 
 ROW_PREFIX = "ay_"
 """Module names of attention rows: ``ay_`` + zoo name (``ay_cbam``)."""
@@ -70,6 +71,25 @@ def attention_name(module: Any) -> str | None:
 def row_module(attention: str) -> str:
     """The YAML module name of zoo entry ``attention``: ``"cbam"`` -> ``"ay_cbam"``."""
     return ROW_PREFIX + attention
+
+
+def class_name(attention: str) -> str:
+    """Python/YAML name of the adapter of zoo entry ``attention`` (``"cbam"`` -> ``"ay_cbam"``)."""
+    name = ROW_PREFIX + re.sub(r"\W", "_", attention)
+    if not name.isidentifier():
+        raise BuildError(f"zoo name {attention!r} does not make a valid adapter name")
+    return name
+
+
+def row_hparams(module: str, args: Any, where: str = "") -> tuple[dict, dict]:
+    """``(hparams, options)`` of an attention row's args: ``[]``, ``[{...}]`` or ``[{...}, {...}]``."""
+    if not isinstance(args, list) or len(args) > 2 or not all(isinstance(a, dict) for a in args):
+        raise ModelYAMLError(
+            f"{where}{module} args must be [], [{{hparam: value}}] or [{{hparams}}, {{options}}], got {args!r}"
+        )
+    hparams = dict(args[0]) if args else {}
+    options = dict(args[1]) if len(args) > 1 else {}
+    return hparams, options
 
 
 def absolute(f: int, i: int) -> int:

@@ -9,7 +9,7 @@ of a ``.safetensors``) is therefore code. :func:`check_buildable` admits only wh
 
 - ``activation``: ``nn.<Layer>(literal arguments)`` or ``torch.nn.<Layer>(...)``, an ``nn.Module`` class of
   ``torch.nn``;
-- modules (:func:`resolve_layer`): ``nn.<Layer>`` and ``torchvision.ops.<Layer>`` that are ``nn.Module``
+- modules (:func:`layer_class`): ``nn.<Layer>`` and ``torchvision.ops.<Layer>`` that are ``nn.Module``
   classes, Ultralytics layers (classes defined in ``ultralytics.nn.modules``; not model classes, losses or
   functions), attnyolo's ``ay_<name>`` adapters of zoo entries, and other layer classes attnyolo registers in
   ``ultralytics.nn.tasks``;
@@ -28,11 +28,12 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
+import torchvision
 from torch import nn
+from ultralytics.nn import tasks
 
-from attnyolo.graph.checks import row_hparams
 from attnyolo.graph.errors import BuildError
-from attnyolo.graph.layers import ROW_PREFIX, attention_name, check_model, layers
+from attnyolo.graph.layers import ROW_PREFIX, check_model, class_name, layers, row_hparams
 from attnyolo.registry import available, describe
 
 # Where layers that parse_model may find in its globals are defined: every layer named by Ultralytics' own YAMLs,
@@ -45,37 +46,28 @@ def _module_class(obj: Any) -> type[nn.Module] | None:
 
 
 def _tasks_layer(name: str) -> type[nn.Module] | None:
-    from ultralytics.nn import tasks
-
     cls = _module_class(vars(tasks).get(name))
     return cls if cls is not None and cls.__module__.startswith(_LAYER_PACKAGES) else None
 
 
-def resolve_layer(name: Any) -> type[nn.Module]:
-    """The layer class a YAML row's module name stands for, as ``parse_model`` would find it.
+def layer_class(name: Any) -> type[nn.Module]:
+    """The layer class a YAML row's module name other than ``ay_<zoo name>`` stands for, as ``parse_model`` would
+    find it (attention rows: :func:`attnyolo.graph.ultralytics.resolve_layer` gives their adapter class).
 
     Args:
-        name: ``"Conv"``, ``"nn.Upsample"``, ``"torchvision.ops.<Layer>"`` or ``"ay_<zoo name>"``.
+        name: ``"Conv"``, ``"nn.Upsample"`` or ``"torchvision.ops.<Layer>"``.
 
     Returns:
         The ``nn.Module`` class.
 
     Raises:
-        BuildError: a name that is not such a layer (with the closest known names); an unknown zoo name raises
-            the registry's ``UnknownModuleError``.
+        BuildError: a name that is not such a layer (with the closest known names).
     """
     if not isinstance(name, str):
         raise BuildError(f"module {name!r} is not a name (a string such as 'Conv' or 'nn.Upsample')")
-    attention = attention_name(name)
-    if attention is not None:
-        from attnyolo.graph.ultralytics import adapter_class
-
-        return adapter_class(attention)
     if name.startswith("nn."):
         cls = _module_class(getattr(nn, name[3:], None)) if name[3:].isidentifier() else None
     elif name.startswith("torchvision.ops."):
-        import torchvision
-
         cls = _module_class(getattr(torchvision.ops, name[16:], None)) if name[16:].isidentifier() else None
     else:
         cls = _tasks_layer(name) if name.isidentifier() else None
@@ -85,10 +77,6 @@ def resolve_layer(name: Any) -> type[nn.Module]:
 
 
 def _closest(name: str) -> str:
-    from ultralytics.nn import tasks
-
-    from attnyolo.graph.ultralytics import class_name
-
     known = [k for k in vars(tasks) if _tasks_layer(k) is not None]
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
     close += difflib.get_close_matches(ROW_PREFIX + name.lower(), [class_name(a) for a in available()], n=2, cutoff=0.8)
@@ -149,8 +137,8 @@ def check_string_arg(value: str, where: str) -> None:
 def check_buildable(cfg: Mapping) -> None:
     """Refuse a model YAML whose names ``parse_model`` would turn into anything but layer construction.
 
-    Checks the ``activation``, every row's module (:func:`resolve_layer`), every string argument and the
-    hyper-parameter names of attention rows.
+    Checks the ``activation``, every row's module (a zoo name for ``ay_<name>`` rows, else :func:`layer_class`),
+    every string argument and the hyper-parameter names of attention rows.
 
     Raises:
         BuildError: naming the layer and the refused value.
@@ -164,7 +152,10 @@ def check_buildable(cfg: Mapping) -> None:
     for layer in layers(cfg):
         where = f"layer {layer.index}"
         try:
-            resolve_layer(layer.module)
+            if layer.attention is not None:
+                class_name(describe(layer.attention).name)  # as adapter_class(): a zoo name that makes a class name
+            else:
+                layer_class(layer.module)
         except BuildError as e:
             raise BuildError(f"{where}: {e}") from None
         if layer.attention is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import importlib.util
 import re
 from collections.abc import Mapping
 from functools import lru_cache
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from ultralytics.nn.tasks import guess_model_scale
 
 from attnyolo.graph.errors import ModelYAMLError, ModelYAMLNotFoundError
 from attnyolo.graph.layers import METADATA_KEY, SECTIONS, check_model
@@ -30,9 +32,7 @@ Base = str | Path | Mapping[str, Any]
 
 
 def ultralytics_models_dir() -> Path:
-    """The installed Ultralytics ``cfg/models`` folder (located without importing Ultralytics)."""
-    import importlib.util
-
+    """The installed Ultralytics ``cfg/models`` folder (located by its package spec)."""
     spec = importlib.util.find_spec("ultralytics")
     if spec is None or not spec.submodule_search_locations:
         raise ModelYAMLNotFoundError("Ultralytics is not installed: bare model names cannot be resolved")
@@ -51,9 +51,7 @@ def shipped_yamls() -> list[Path]:
 
 def guess_scale(name: str | Path) -> str:
     """Scale letter in a model file name (``yolov8s-seg.yaml`` -> ``"s"``), ``""`` if none: Ultralytics' rule."""
-    from ultralytics.nn.tasks import guess_model_scale  # the rule itself, so both agree
-
-    return guess_model_scale(name)
+    return guess_model_scale(name)  # the rule itself, so both agree
 
 
 def _candidates(name: str) -> list[str]:

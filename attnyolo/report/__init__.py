@@ -81,7 +81,7 @@ def print_table(a: Analysis, console=None, title: str | None = None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from attnyolo.cli.args import make_console
+    from attnyolo.console import make_console
 
     console = console or make_console()
     table = Table(title=title or f"attnyolo verdicts: {a.folder}")

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 import attnyolo
 from attnyolo.cli.insert import register_commands
-from attnyolo.graph.inside import inner_params
+from attnyolo.graph.inside_modules import inner_params
 
 
 def test_insert_inside_writes_the_api_yaml_and_shows_each_block_growth(tmp_path):

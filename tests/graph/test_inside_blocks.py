@@ -29,8 +29,8 @@ from ultralytics.nn.modules.block import (
 )
 
 import attnyolo
+from attnyolo.graph.adapter import AttentionLayer
 from attnyolo.graph.inside_modules import CLASSES, patch
-from attnyolo.graph.ultralytics import AttentionLayer
 from attnyolo.registry import describe
 
 # block name -> (builder for bottleneck width w: (block, its input channels), bottlenecks it holds)

@@ -7,10 +7,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import attnyolo
+from attnyolo.graph.adapter import AttentionLayer
 from attnyolo.graph.errors import GraphError, HyperparameterError, PlacementError, ShapeError
-from attnyolo.graph.inside import SUPPORTED, bottlenecks, inside_rows, option_of
+from attnyolo.graph.inside import SUPPORTED, bottlenecks
+from attnyolo.graph.inside_syntax import inside_rows, option_of
 from attnyolo.graph.layers import layers
-from attnyolo.graph.ultralytics import AttentionLayer
 from attnyolo.registry import describe
 
 NON_TEMPORAL = [n for n in attnyolo.available() if not describe(n).needs_frames]

@@ -11,8 +11,10 @@ import torch
 from graph_helpers import n_params, shapes
 
 import attnyolo
-from attnyolo.graph.inside import bottlenecks, inner_params, inside_rows
-from attnyolo.graph.ultralytics import AttentionLayer
+from attnyolo.graph.adapter import AttentionLayer
+from attnyolo.graph.inside import bottlenecks
+from attnyolo.graph.inside_modules import inner_params
+from attnyolo.graph.inside_syntax import inside_rows
 from attnyolo.weights import transfer
 
 CASES = [

@@ -17,7 +17,8 @@ from ultralytics.nn.tasks import yaml_model_load
 
 import attnyolo
 from attnyolo.graph import BuildError, HyperparameterError, UnknownModuleError
-from attnyolo.graph.names import check_activation, check_buildable, resolve_layer
+from attnyolo.graph.names import check_activation, check_buildable
+from attnyolo.graph.ultralytics import resolve_layer
 
 
 def _yolov8n(**top) -> dict:

@@ -14,6 +14,7 @@ from torch import nn
 import attnyolo
 import attnyolo.graph as g
 from attnyolo import registry
+from attnyolo.graph import adapter as ay_adapter
 from attnyolo.graph import ultralytics as ay_ultra
 from attnyolo.graph.layers import layers
 
@@ -36,8 +37,8 @@ def test_register_is_idempotent_and_wraps_parse_model_once(tasks):
 
 def test_every_zoo_name_resolves_in_ultralytics_namespace_under_a_prefix_it_never_uses(tasks):
     ours = {k for k, v in vars(tasks).items() if k.startswith("ay_")}
-    assert ours == {ay_ultra.class_name(n) for n in attnyolo.available()}
-    assert all(issubclass(getattr(tasks, k), ay_ultra.AttentionLayer) for k in ours)
+    assert ours == {ay_adapter.class_name(n) for n in attnyolo.available()}
+    assert all(issubclass(getattr(tasks, k), ay_adapter.AttentionLayer) for k in ours)
     ultralytics_own = {k for k, v in vars(tasks).items() if isinstance(v, type) and k not in ours}
     assert {"Detect", "C2f", "PSA"} <= ultralytics_own  # sanity: their namespace is the one inspected
     assert not any(k.lower().startswith("ay_") for k in ultralytics_own)
@@ -283,7 +284,7 @@ GAMMA_MODULES = ["se", "eca", "sam", "cbam", "scse"]
 
 
 def _adapter(name: str, gamma: float, channels: int = 16) -> nn.Module:
-    layer = ay_ultra.adapter_class(name)([channels], -1).eval()
+    layer = ay_adapter.adapter_class(name)([channels], -1).eval()
     assert layer.start == "gamma"
     with torch.no_grad():
         for p in layer.attn.parameters():  # away from the init, so every term matters

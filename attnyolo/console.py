@@ -1,0 +1,13 @@
+"""The terminal console every printed table goes through (the CLI, the report, the demo)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+
+def make_console() -> Console:
+    """A rich Console that gives files and pipes at least 120 columns, so tables are never cut."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 120)
+    return console

@@ -42,8 +42,11 @@ def _newer_schema(db: Path) -> None:
     conn.close()
 
 
-DAMAGES = {"empty": (_empty, "is empty (0 bytes)"), "random bytes": (_random_bytes, "is not a readable results database"),
-           "newer schema": (_newer_schema, "written by a newer attnyolo")}  # fmt: skip
+DAMAGES = {
+    "empty": (_empty, "is empty (0 bytes)"),
+    "random bytes": (_random_bytes, "is not a readable results database"),
+    "newer schema": (_newer_schema, "written by a newer attnyolo"),
+}
 
 
 @pytest.fixture

@@ -92,16 +92,12 @@ def short_differences(diff: list[str]) -> str:
     return "; ".join(items) + (f"; {more} more" if more else "")
 
 
-def open_store(folder: Path, grid: Grid) -> ResultsStore:
-    """The folder's store for ``grid``: created if new, refused if it holds another grid or foreign files.
-
-    An existing database is checked on a read-only connection (another grid, another live driver, a damaged file)
-    and opened for writing only once it is known to be this grid's.
-    """
-    config = grid.config()
+def check_folder(folder: Path, grid: Grid) -> bool:
+    """Refuse a folder that holds another grid, a damaged database, another live driver or foreign files (read-only:
+    nothing is written); return whether it holds this grid's database already."""
     if (folder / DB_NAME).is_file():
         with ResultsStore(folder) as reader:
-            diff = differences(reader.grid()["config"], config)
+            diff = differences(reader.grid()["config"], grid.config())
             others = reader.live_owners()
         if diff:
             raise GridError(
@@ -110,9 +106,19 @@ def open_store(folder: Path, grid: Grid) -> ResultsStore:
             )
         if others:
             raise GridError(f"{folder} is being run by another process ({', '.join(others)})")
-        return ResultsStore(folder, writable=True)
+        return True
     if folder.exists() and any(p.name not in {GRID_YAML, "runs"} for p in folder.iterdir()):
         raise GridError(f"{folder} is not empty and holds no {DB_NAME}: give an empty or new --out folder")
+    return False
+
+
+def open_store(folder: Path, grid: Grid) -> ResultsStore:
+    """The folder's store for ``grid``, open for writing: created if new, refused (see :func:`check_folder`) if the
+    folder holds another grid or foreign files. An existing database is opened for writing only once it is known
+    to be this grid's."""
+    if check_folder(folder, grid):
+        return ResultsStore(folder, writable=True)
+    config = grid.config()
     store = ResultsStore.create(folder, config, machine(), versions(), git_rev())
     _write_yaml(folder / GRID_YAML, config)
     return store
@@ -174,6 +180,29 @@ def ablate(
             f"ablate: warning: {workers} workers x {threads} threads > {executors.cores()} cores (oversubscribed)"
         )
 
+    check_folder(folder, resolved)
+    # Ray is started or reached before the folder is written: an unreachable cluster leaves it as it was.
+    ray_owned = executor == "ray" and ray_executor.init_ray(address, ray_num_cpus, ray_timeout)
+    try:
+        _run_grid(
+            folder, resolved, threads, executor, workers, {"address": address, "timeout": ray_timeout}, console, resume
+        )
+    finally:
+        if ray_owned:
+            ray_executor.shutdown()
+    return ResultsStore(folder)
+
+
+def _run_grid(
+    folder: Path,
+    resolved: Grid,
+    threads: int,
+    executor: str,
+    workers: int,
+    ray_options: dict[str, Any],
+    console: Any,
+    resume: str,
+) -> None:
     store = open_store(folder, resolved)
     try:
         store.recover()
@@ -197,11 +226,9 @@ def ablate(
             for rid, v, s in resolved.runs()
             if rid in todo_ids
         ]
-        ray_options = {"address": address, "num_cpus": ray_num_cpus, "timeout": ray_timeout}
         _execute(store, tasks, len(resolved.runs()), executor, workers, threads, ray_options, console, resume)
     finally:
         store.close()
-    return ResultsStore(folder)
 
 
 def _execute(

@@ -170,6 +170,13 @@ def init_ray(address: str | None, num_cpus: int | None, timeout: float) -> bool:
     return True
 
 
+def shutdown() -> None:
+    """Stop (or leave) the Ray instance :func:`init_ray` started (or joined)."""
+    import ray
+
+    ray.shutdown()
+
+
 def check_fits(threads: int, gpus: float) -> None:
     """Refuse runs that no node of the cluster can hold (Ray would keep them queued for ever)."""
     import ray

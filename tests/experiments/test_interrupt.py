@@ -24,8 +24,8 @@ def test_sigint_during_training_is_one_line_exit_130_and_its_command_resumes(cle
     grid_yaml = tmp_path / "grid.yaml"
     grid_yaml.write_text(yaml.safe_dump(grid_config))
     folder = tmp_path / "grid"
-    proc = subprocess.Popen([sys.executable, "-c", CLI, "ablate", str(grid_yaml), "-o", str(folder)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=os.environ.copy())  # fmt: skip
+    argv = [sys.executable, "-c", CLI, "ablate", str(grid_yaml), "-o", str(folder)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
         stopped_run = wait_until_training(folder, proc)
         os.kill(proc.pid, signal.SIGINT)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import io
 
 import pytest
-from rich.console import Console
 from grid_helpers import assert_same_rows, differences
+from rich.console import Console
 
 from attnyolo.experiments import ablate
 from attnyolo.experiments.executors import default_threads

@@ -87,7 +87,7 @@ def short_differences(diff: list[str]) -> str:
     items = []
     for item in diff[:DIFFERENCES_SHOWN]:
         key = item.partition(":")[0]
-        items.append(item if len(item) <= DIFFERENCE_WIDTH else f"{key} differs")
+        items.append(item if len(item) <= DIFFERENCE_WIDTH else f"{key}: stored and given differ")
     more = len(diff) - len(items)
     return "; ".join(items) + (f"; {more} more" if more else "")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from attnyolo.cli.app import main
-from attnyolo.demo import DEMO_RECIPE, DEMO_VARIANTS, DemoError, data_label, demo_grid
+from attnyolo.demo import DEMO_RECIPE, DEMO_VARIANTS, DemoError, data_label, demo_command, demo_grid
 from attnyolo.experiments.grid import resolve
 from attnyolo.experiments.runner import git_rev, machine, versions
 from attnyolo.experiments.store import ResultsStore
@@ -60,6 +60,15 @@ def test_demo_out_holding_another_grid_is_one_short_line_and_leaves_it(tmp_path,
     assert "data: stored and given differ" in err and "recipe.epochs: stored 1, given 2" in err
     assert "1 more" in err  # variants: counted, not listed
     assert hashlib.sha256((out / "ablate.sqlite").read_bytes()).hexdigest() == before
+
+
+def test_demo_resume_command_repeats_the_demo_arguments():
+    """What a Ctrl-C during the demo prints as the command that resumes it (the demo, not a bare ablate)."""
+    assert (
+        demo_command(None, True, Path("runs/x y"), None, {"epochs": 3})
+        == "attnyolo demo --quick --out 'runs/x y' epochs=3"
+    )
+    assert demo_command("my.yaml", False, "g", 3, {}) == "attnyolo demo --data my.yaml --out g --seeds 3"
 
 
 @pytest.mark.slow

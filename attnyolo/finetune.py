@@ -465,7 +465,7 @@ def prepare(
     """
     from ultralytics.nn.tasks import guess_model_task
 
-    from attnyolo.datasets import check_data
+    from attnyolo.data.check import check_data
     from attnyolo.graph import build, insert
 
     if data is None:

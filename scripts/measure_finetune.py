@@ -89,8 +89,8 @@ def main() -> None:
     parser.add_argument("--gamma-recipe", default="adamw-1e-4-nowarmup-nomosaic")
     parser.add_argument("--only", default="", help="comma-separated run names to do (default: all)")
     args = parser.parse_args()
-    from attnyolo.base import validate
     from attnyolo.checkpoints import load_safetensors_model
+    from attnyolo.data.base_checkpoint import validate
 
     args.out.mkdir(parents=True, exist_ok=True)
     common = {"epochs": args.epochs, "imgsz": args.imgsz, "batch": 16, "workers": 0, "seed": 0, "plots": False}

@@ -7,7 +7,8 @@ last 10 epochs. The best epoch (Ultralytics' fitness) is kept, stored as fp16 sa
 architecture YAML in the metadata (:func:`attnyolo.checkpoints.save_safetensors`), then loaded back through
 :func:`attnyolo.checkpoints.load_safetensors_model` and validated on the val split at imgsz 320, batch 16.
 
-Result of this recipe (recorded in :data:`attnyolo.base.RECORDED`, checked by ``tests/test_base.py`` within 0.002):
+Result of this recipe (recorded in :data:`attnyolo.data.base_checkpoint.RECORDED`, checked by
+``tests/data/test_base_checkpoint.py`` within 0.002):
 val mAP50 0.6885, mAP50-95 0.4112 (best epoch: 40; the validator at imgsz 320, batch 16, rectangular batches, on
 the fp16 file loaded back). From scratch, learning starts around epoch 6. Wall time: 3,277 s on a shared 2-core
 machine under heavy load (about 784 s for 40 epochs on an idle one), with ``OMP_NUM_THREADS=1``.
@@ -25,9 +26,9 @@ import time
 from pathlib import Path
 
 import attnyolo  # noqa: F401  (sets Ultralytics' offline switches before it is imported)
-from attnyolo.base import BASE_PATH, validate_base
 from attnyolo.checkpoints import load_checkpoint, save_safetensors
 from attnyolo.data import default_dataset
+from attnyolo.data.base_checkpoint import BASE_PATH, validate_base
 
 RECIPE = {
     "imgsz": 320,

@@ -26,7 +26,7 @@ from attnyolo.registry import register
     url="https://arxiv.org/abs/2107.12292",
     constraints="channels divisible by share_planes (8) and by the key conv's 4 groups",
     reference="official code (CotLayer, its CUDA local aggregation restated as a loop), restated in "
-    "tests/zoo/test_reference_recent_attention.py",
+    "tests/attention/test_efficient_attention.py",
     notes="The official local aggregation is a CuPy CUDA kernel; here a gather of the k x k neighbourhoods "
     "(zero padding, the same sums), so it runs on CPU and exports to ONNX.",
 )

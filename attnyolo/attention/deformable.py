@@ -49,7 +49,7 @@ def _grid_axis(size: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     constraints="channels divisible by num_heads, num_heads divisible by n_groups; memory: B*num_heads*H*W*Hk*Wk "
     "entries (Hk, Wk = H, W / stride) must fit memory_limit_mb",
     reference="official code (DAT v1 DAttentionBaseline, table position bias), restated in "
-    "tests/zoo/test_reference_recent_attention.py",
+    "tests/attention/test_efficient_attention.py",
     notes="Defaults from DAT-T's deformable stages: 4 heads per offset group, stride 1, offset range factor 2, "
     "offset kernel 5 (stage 3). The position-bias table is learned at feat_size and sampled at any size (as in "
     "the official code, which fixes one size). A size-1 axis gets grid coordinate 0 and no offset along it "

@@ -57,7 +57,7 @@ LSKA_KERNELS: dict[int, tuple[int, int, int]] = {
     year=2024,
     url="https://arxiv.org/abs/2309.01439",
     constraints="k_size one of 7, 11, 23, 35, 41, 53 (the paper's decompositions)",
-    reference="official code (LSKA class), restated in tests/zoo/test_reference_recent_conv.py",
+    reference="official code (LSKA class), restated in tests/attention/test_conv_attention.py",
     notes="The official LSKA class as is (the VAN-LSKA block wraps it in 1x1 convs and a residual). The "
     "official code has no default k_size; 7 here (the smallest the paper evaluates).",
 )
@@ -97,7 +97,7 @@ class LargeSeparableKernelAttention(nn.Module):
     paper="SegNeXt: Rethinking Convolutional Attention Design for Semantic Segmentation",
     year=2022,
     url="https://arxiv.org/abs/2209.08575",
-    reference="official code (mscan.py AttentionModule), restated in tests/zoo/test_reference_recent_conv.py",
+    reference="official code (mscan.py AttentionModule), restated in tests/attention/test_conv_attention.py",
     notes="The multi-scale convolutional attention itself (official AttentionModule); MSCAN's SpatialAttention "
     "wraps it in 1x1 convs, GELU and a residual, which belong to the block.",
 )
@@ -153,7 +153,7 @@ class _ConvBNAct(nn.Sequential):
     paper="Poly Kernel Inception Network for Remote Sensing Detection",
     year=2024,
     url="https://arxiv.org/abs/2403.06258",
-    reference="official code (pkinet.py CAA), restated in tests/zoo/test_reference_recent_conv.py",
+    reference="official code (pkinet.py CAA), restated in tests/attention/test_conv_attention.py",
     notes="The official CAA returns only the attention factor, which a PKI block multiplies into its "
     "features; as a stand-alone module it gates its own input: y = x * CAA(x).",
 )

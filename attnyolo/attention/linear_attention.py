@@ -43,7 +43,7 @@ class _DoubleNormGate(nn.Module):
     year=2022,
     url="https://arxiv.org/abs/2105.02358",
     constraints="train mode needs B*H*W > 1 only where BatchNorm would see one value (handled: running stats)",
-    reference="official code (EANet External_attention), restated in tests/zoo/test_reference_recent_attention.py",
+    reference="official code (EANet External_attention), restated in tests/attention/test_efficient_attention.py",
     notes="The official code makes M_v's weight a transposed view of M_k's (shared storage, so the two stay "
     "tied under in-place optimiser steps); here M_v starts as M_k's transpose and trains freely, as the "
     "paper's two independent linear layers. BatchNorm instead of SyncBatchNorm.",
@@ -99,7 +99,7 @@ class ExternalAttention(nn.Module):
     year=2022,
     url="https://arxiv.org/abs/2206.02680",
     reference="official code (ml-cvnets LinearSelfAttention on unfolded patches), restated in "
-    "tests/zoo/test_reference_recent_attention.py",
+    "tests/attention/test_efficient_attention.py",
     notes="MobileViTv2 resizes a map whose sides are not multiples of the patch size (bilinear); here the map "
     "is zero-padded to whole patches and the padded positions are masked out of the context softmax, then "
     "cropped (identical when the sides are multiples). The layer only: the block's convs, norms and FFN "
@@ -178,7 +178,7 @@ def _resize_bias(bias: torch.Tensor, size: tuple[int, ...], mode: str) -> torch.
     url="https://arxiv.org/abs/2312.08874",
     constraints="channels divisible by num_heads; agent_num a perfect square",
     reference="official code (agent_pvt.py AgentAttention, sr_ratio=1), restated in "
-    "tests/zoo/test_reference_recent_attention.py",
+    "tests/attention/test_efficient_attention.py",
     notes="The official PVT version learns its row/column biases at one input size (num_patches); here they "
     "are learned at feat_size and linearly interpolated to other sizes (the agent biases are bilinearly "
     "interpolated, as in the official code). No spatial reduction (sr_ratio=1, Agent-PVT's last stage). "

@@ -48,7 +48,7 @@ class _MixedUnpoolGate(nn.Module):
     paper="Mixed local channel attention for object detection",
     year=2023,
     url="https://doi.org/10.1016/j.engappai.2023.106442",
-    reference="official code (MLCA class), restated in tests/zoo/test_reference_recent_conv.py (batch 1)",
+    reference="official code (MLCA class), restated in tests/attention/test_conv_attention.py (batch 1)",
     notes="The official global branch reshapes the (B, 1, C) conv output to (C, B, 1) before pooling it to "
     "local_size, which averages the global weights over the batch when B > 1; here each image keeps its own "
     "global weights (identical at B = 1). Adaptive pooling is done by exact pooling matrices (ONNX-exportable).",
@@ -103,7 +103,7 @@ class MixedLocalChannelAttention(nn.Module):
     paper="Channel prior convolutional attention for medical image segmentation",
     year=2024,
     url="https://arxiv.org/abs/2306.05196",
-    reference="official code (CPCABlock / RepBlock), restated in tests/zoo/test_reference_recent_conv.py",
+    reference="official code (CPCABlock / RepBlock), restated in tests/attention/test_conv_attention.py",
     notes="As the official block, one 1x1 conv (`conv`) is applied three times: input projection, spatial "
     "mixing and output projection. Hidden width max(1, C * rd_ratio) (the official C // 4 is 0 for C < 4).",
 )

@@ -32,7 +32,7 @@ def _regions(t: torch.Tensor, n: int) -> torch.Tensor:
     constraints="channels divisible by num_heads; topk <= n_win^2; memory: only when the weights are observed "
     "(hook on gate), B*heads*N*topk*N/n_win^2 entries must fit memory_limit_mb",
     reference="official code (bra_legacy BiLevelRoutingAttention, auto_pad=True), restated in "
-    "tests/zoo/test_reference_recent_attention.py",
+    "tests/attention/test_efficient_attention.py",
     notes="The official defaults of BiFormer's models: n_win 7, topk 4 (stage 3), LCE kernel 5, qkv bias, "
     "logits scaled by qk_dim^-0.5 (the whole width, as the official code, not the head width). Hard routing "
     "(no routing weights multiplied in, the official default). Zero padding to whole regions as auto_pad.",

@@ -58,7 +58,7 @@ def _merge_windows(x: torch.Tensor, h: int, w: int, ws: int) -> torch.Tensor:
     url="https://arxiv.org/abs/2205.13213",
     constraints="channels divisible by num_heads; memory: only when the Lo-Fi weights are observed (hook on "
     "gate), B*l_heads*N*N/window_size^2 entries must fit memory_limit_mb",
-    reference="official code (LITv2 HiLo), restated in tests/zoo/test_reference_recent_attention.py",
+    reference="official code (LITv2 HiLo), restated in tests/attention/test_efficient_attention.py",
     notes="Any H, W: the Hi-Fi windows zero-pad the map to whole windows (as the official detection code) and "
     "the Lo-Fi average pool takes the mean of the real pixels of each partial window (identical when H, W "
     "are multiples of window_size). 1x1 projections as nn.Linear on channels-last features, as there.",
@@ -180,7 +180,7 @@ def _offset_index(h: int, w: int, table_side: int, device) -> torch.Tensor:
     url="https://arxiv.org/abs/2305.07027",
     constraints="channels divisible by num_heads; kernels, when given, one per head",
     reference="official code (LocalWindowAttention + CascadedGroupAttention), restated in "
-    "tests/zoo/test_reference_recent_attention.py",
+    "tests/attention/test_efficient_attention.py",
     notes="Includes the EfficientViT block's residual around the token mixer (residual=True): its output "
     "projection's BatchNorm starts at weight 0, so the module starts as the identity instead of erasing the "
     "features. Per-head value width C / num_heads (the official attn_ratio = C / (key_dim * heads)). Maps "
@@ -290,7 +290,7 @@ def _conv_norm_act(cin: int, cout: int, kernel: int = 1, groups: int = 1, bias: 
     url="https://arxiv.org/abs/2301.01146",
     constraints="channels divisible by dim_head (16), channels * exp_ratio divisible by channels / dim_head",
     reference="official code (EMO iRMB, attn_s=True, se_ratio=0, stride 1), restated in "
-    "tests/zoo/test_reference_recent_attention.py",
+    "tests/attention/test_efficient_attention.py",
     notes="The whole block with its skip (C in = C out, stride 1), as the official iRMB; no SE (the official "
     "default se_ratio=0), no attn_pre variant, no drop-path. Padding to whole windows as the official code. "
     "dim_head 16 (EMO-1M's first stages; the class default 64 would refuse YOLO widths below 64).",

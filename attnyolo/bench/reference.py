@@ -170,7 +170,7 @@ def _copy_weights(ours: nn.Module, ref: nn.Module, name: str) -> str:
     return "by shape"
 
 
-# ---- weight layouts that differ from the reference's (see tests/zoo/test_self_attention_a.py) -----------------
+# ---- weight layouts that differ from the reference's (see tests/attention/test_self_attention.py) -----------------
 
 
 def _relative_table(table: torch.Tensor, rows: int) -> torch.Tensor:

@@ -44,7 +44,7 @@ def _root(
 @app.command()
 def doctor() -> None:
     """Versions, device, offline set-up and folders: what to paste into a bug report."""
-    from attnyolo.doctor import report
+    from attnyolo.cli.doctor import report
 
     table = Table(title="attnyolo doctor", show_header=False)
     for key, value in report().items():
@@ -68,7 +68,7 @@ def data_check(data: str = typer.Argument(..., help="An Ultralytics data YAML (P
     images without a label file (Ultralytics trains on them as background).
     """
     from attnyolo.cli.args import data_path, make_console
-    from attnyolo.datasets import scan_data
+    from attnyolo.data.check import scan_data
 
     path = data_path(data)
     info, splits = scan_data(path)

@@ -27,7 +27,7 @@ def demo_command(
     prints the verdict table and the path of report.html. Running it again resumes the same grid folder.
     Extra key=value arguments go to Ultralytics' training (epochs=3 imgsz=256 device=0).
     """
-    from attnyolo.demo import DemoError, run_demo
+    from attnyolo.experiments.demo import DemoError, run_demo
     from attnyolo.experiments.driver import GridInterrupted
 
     yolo_args = parse_yolo_args(list(ctx.args))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import typer
 
+from attnyolo.checkpoints.convert import ConvertError
 from attnyolo.cli.args import DATA_HELP, make_console, parse_hparams, parse_where, parse_yolo_args, take_data
-from attnyolo.convert import ConvertError
 
 
 def finetune_command(
@@ -125,7 +125,7 @@ def convert_command(
     A .pt becomes a pickle-free .safetensors (tensors plus the architecture); a .safetensors becomes an
     Ultralytics checkpoint that YOLO("x.pt") and `attnyolo yolo ... model=x.pt` load.
     """
-    from attnyolo.convert import convert
+    from attnyolo.checkpoints.convert import convert
 
     if output.exists() and not force:
         raise ConvertError(f"{output} exists; pass --force to overwrite it, or give another name")

@@ -319,7 +319,7 @@ def resolve(config: Mapping[str, Any], *, check: bool = True) -> Grid:
         trust=trust,
     )
     if check:
-        from attnyolo.datasets import check_data
+        from attnyolo.data.check import check_data
 
         check_data(grid.data)
         base = _base_cfg(grid.model, grid.weights, grid.trust)

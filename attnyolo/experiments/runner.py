@@ -218,7 +218,7 @@ def run_one(task: Mapping[str, Any], on_epoch: Callable[[str, int, int], None] |
     import yaml
     from ultralytics import YOLO
 
-    from attnyolo.datasets import check_data
+    from attnyolo.data.check import check_data
     from attnyolo.experiments import costs, valstats
     from attnyolo.finetune import GAMMA_CSV, add_gamma_logging, add_gamma_optimiser
     from attnyolo.graph import build
@@ -263,9 +263,10 @@ def run_one(task: Mapping[str, Any], on_epoch: Callable[[str, int, int], None] |
 
     train_args = yaml.safe_load((save_dir / "args.yaml").read_text())
     imgsz = int(train_args.get("imgsz", 640))
-    stats, metrics = valstats.collect_with_metrics(
-        best, grid.data, imgsz, batch=int(train_args.get("batch", 16)), device=str(train_args.get("device") or "cpu")
-    )
+    # the trainer's final validation of best.pt, repeated with its settings: the stored numbers are Ultralytics'
+    # own, and one documented command prints them again (see valstats.trainer_val_settings)
+    val_settings = valstats.trainer_val_settings(yolo.trainer)
+    stats, metrics = valstats.collect_with_metrics(best, grid.data, imgsz, **val_settings)
     valstats.save(save_dir / VAL_STATS, stats)
 
     net = YOLO(str(best)).model.float().eval()
@@ -313,6 +314,13 @@ def run_one(task: Mapping[str, Any], on_epoch: Callable[[str, int, int], None] |
             "train_args": train_args,
             "uncounted_ops": dict(flops.uncounted),
             "latency": asdict(latency),
+            "val": {
+                **val_settings,
+                "command": valstats.reproduce_command(
+                    os.path.join(rel, "weights", "best.pt"), grid.data, imgsz, val_settings
+                ),
+                "trainer_final_map50_95": valstats.trainer_final_map(yolo.trainer),
+            },
         },
     }
 

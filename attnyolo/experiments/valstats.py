@@ -9,6 +9,16 @@ Arrays (the contract with the statistics/report code, ``docs/ablate-interface.md
 ``tp`` bool (N_pred, 10); ``conf`` float32 (N_pred,); ``pred_cls`` int32 (N_pred,); ``pred_img`` int32 (N_pred,);
 ``target_cls`` int32 (N_tgt,); ``target_img`` int32 (N_tgt,); ``images`` str (N_img,) sorted file names;
 ``names`` str (nc,) class names.
+
+Which number is stored (issue 20): the trainer's own final validation. Ultralytics saves ``best.pt`` with the EMA
+weights rounded to fp16 and validates that file at the end of training (``Validating best.pt...``), with the
+trainer's validation loader (``rect`` batches of twice the training batch) and, on a GPU with AMP, in fp16.
+:func:`trainer_val_settings` reads those settings from the trainer, so :func:`collect_with_metrics` gives back
+the final validation's numbers, and :func:`reproduce_command` is the one Ultralytics command that prints them
+again from ``best.pt``. The per-epoch ``results.csv`` rows are other numbers: Ultralytics validates the fp32
+EMA in memory after each epoch, before the fp16 rounding (measured on the embedded data at imgsz 160:
+0.27007 in ``results.csv``, 0.27020 for ``best.pt`` of the same epoch; the fp32 EMA validated alone gives the
+``results.csv`` value, the same weights rounded to fp16 give the ``best.pt`` value).
 """
 
 from __future__ import annotations
@@ -121,6 +131,48 @@ def collect_with_metrics(
             tmp.cleanup()
     validator = captured[-1]
     return from_records(validator.per_image, validator.names), metrics
+
+
+def trainer_val_settings(trainer: Any) -> dict[str, Any]:
+    """The settings of a finished Ultralytics trainer's final validation of ``best.pt``, as ``val`` arguments.
+
+    ``batch``: its validation loader's batch size (Ultralytics validates detection at twice the training batch,
+    and ``rect`` batches are shaped per batch, so the batch size can change the letterboxing); ``quantize``: 16
+    when the trainer validated in half precision (a GPU with AMP), else ``None``; ``device``: the trainer's.
+    A scalar ``fraction`` limits only the training split; a per-split list limits validation too, so it is kept.
+    """
+    loader = getattr(trainer, "test_loader", None)
+    batch = int(loader.batch_size) if loader is not None else 2 * int(trainer.batch_size)
+    validator = getattr(trainer, "validator", None)
+    quantize = getattr(getattr(validator, "args", None), "quantize", None)
+    out: dict[str, Any] = {"batch": batch, "quantize": 16 if str(quantize) == "16" else None}
+    device = getattr(trainer, "device", None)
+    kind = getattr(device, "type", "cpu")
+    out["device"] = "cpu" if kind == "cpu" else str(device.index or 0) if kind == "cuda" else str(device)
+    fraction = getattr(trainer.args, "fraction", 1.0)
+    if isinstance(fraction, (list, tuple)):
+        out["fraction"] = list(fraction)
+    return out
+
+
+def trainer_final_map(trainer: Any) -> float | None:
+    """mAP50-95 of the trainer's final validation of ``best.pt`` (``None`` when it did not run)."""
+    metrics = getattr(trainer, "metrics", None) or {}
+    value = metrics.get("metrics/mAP50-95(B)") if isinstance(metrics, dict) else None
+    return float(value) if value is not None else None
+
+
+def reproduce_command(best: str | os.PathLike, data: str | os.PathLike, imgsz: int, settings: dict[str, Any]) -> str:
+    """The command that prints a run's stored metrics again from its ``best.pt`` (Ultralytics' CLI, through
+    ``attnyolo yolo`` so that attnyolo's layers are registered; a baseline also loads in plain ``yolo val``)."""
+    args = [f"model={best}", f"data={data}", f"imgsz={imgsz}", f"batch={settings['batch']}"]
+    if settings.get("quantize"):
+        args.append(f"quantize={settings['quantize']}")
+    if settings.get("device") not in (None, "", "cpu"):
+        args.append(f"device={settings['device']}")
+    if settings.get("fraction") is not None:
+        args.append(f"fraction=[{','.join(str(f) for f in settings['fraction'])}]")
+    return "attnyolo yolo val " + " ".join(args)
 
 
 def collect(model: Any, data: str | os.PathLike, imgsz: int, **kwargs: Any) -> dict[str, np.ndarray]:

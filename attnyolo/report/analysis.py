@@ -1,20 +1,29 @@
 """From a grid's results database to the numbers of the report: one :class:`VariantRow` per variant.
 
 Reads the store (:class:`attnyolo.experiments.store.ResultsStore`) and each run's ``val_stats.npz``, pairs every
-variant's runs with the baseline's runs of the same seeds, and hands them to :mod:`attnyolo.stats`.
+variant's runs with the baseline's runs of the same seeds, and hands them to :mod:`attnyolo.report.stats`.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from attnyolo import stats
+from attnyolo.checkpoints import load_checkpoint
 from attnyolo.errors import AttnYoloError
+from attnyolo.report import stats
+
+CONTROL_FLOOR = 0.01
+"""A control (baseline) below this mAP50-95 detects (almost) nothing: its comparisons say nothing about attention."""
+CONTROL_SHARE = 0.5
+"""A control below this share of the start checkpoint's own mAP50-95 on the same data lost what it knew."""
+MAP_COLUMN = "metrics/mAP50-95(B)"
 
 
 class ReportError(AttnYoloError):
@@ -63,6 +72,9 @@ class Analysis:
     alpha: float
     missing: list[str]
     """Runs that are not done (pending, running, failed) and are left out."""
+    base_map50_95: float | None = None
+    """The start checkpoint's own mAP50-95 on this grid's data, when it is known (see :func:`base_reference`)."""
+    base_source: str = ""
 
     @property
     def baseline(self) -> VariantRow:
@@ -94,8 +106,17 @@ def open_store(folder: str | os.PathLike):
     return ResultsStore(folder)  # StoreNotFoundError / SchemaError are AttnYoloErrors with clear messages
 
 
-def analyse(folder: str | os.PathLike, *, resamples: int = 10_000, seed: int = 0, alpha: float = 0.05) -> Analysis:
+def analyse(
+    folder: str | os.PathLike,
+    *,
+    resamples: int = 10_000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    progress: Callable[[str], None] | None = None,
+) -> Analysis:
     """Read the grid folder's database and compute every row of the verdict table.
+
+    ``progress``: called with a short line at each step (the bootstrap of each comparison takes seconds).
 
     Raises:
         ReportError: no finished run, or no finished baseline run.
@@ -115,6 +136,8 @@ def analyse(folder: str | os.PathLike, *, resamples: int = 10_000, seed: int = 0
         raise ReportError(f"{folder}: the baseline has no finished run, so nothing can be compared")
     base_by_seed = {r["seed"]: r for r in base_runs}
     base0 = base_runs[0]
+    say = progress or (lambda _line: None)
+    say(f"{len(runs)} finished run(s) of {len(every)} in {folder / 'ablate.sqlite'}")
 
     def row_of(variant_runs: list[dict]) -> VariantRow:
         r0 = variant_runs[0]
@@ -166,8 +189,16 @@ def analyse(folder: str | os.PathLike, *, resamples: int = 10_000, seed: int = 0
     for name, (v_stats, b_stats) in pairs.items():
         key = tuple(id(b) for b in b_stats)
         groups.setdefault(key, {"base": b_stats, "variants": {}})["variants"][name] = v_stats
+    n_comparisons, t0 = len(pairs), time.monotonic()
+    done = 0
     for group in groups.values():
-        comparisons += stats.bootstrap(group["variants"], group["base"], resamples=resamples, seed=seed)
+
+        def step(k: int, _n: int, name: str, offset: int = done) -> None:
+            elapsed = time.monotonic() - t0
+            say(f"bootstrap {offset + k}/{n_comparisons} ({name}, {resamples:,} resamples), {elapsed:.0f} s")
+
+        comparisons += stats.bootstrap(group["variants"], group["base"], resamples=resamples, seed=seed, progress=step)
+        done += len(group["variants"])
     for v in stats.verdicts(comparisons, alpha):
         row = next(r for r in rows if r.variant == v.variant)
         row.delta, row.low, row.high, row.p_holm, row.verdict = v.delta, v.low, v.high, v.p_holm, v.verdict
@@ -180,10 +211,83 @@ def analyse(folder: str | os.PathLike, *, resamples: int = 10_000, seed: int = 0
         for r in every
         if r["state"] != "done"
     ]
-    return Analysis(folder, grid, rows, resamples, alpha, missing)
+    reference = base_reference(grid.get("config", {}))
+    a = Analysis(folder, grid, rows, resamples, alpha, missing)
+    if reference is not None:
+        a.base_map50_95, a.base_source = reference
+    return a
 
 
-def epoch_curves(row: VariantRow, column: str = "metrics/mAP50-95(B)") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def base_reference(config: dict) -> tuple[float, str] | None:
+    """The start checkpoint's own mAP50-95 on this grid's data, and where it comes from; ``None`` when unknown.
+
+    Known only when the start is an Ultralytics ``.pt`` that was trained on the very data YAML of the grid (its
+    ``train_args.data``) and records its validation metrics (``train_metrics``): a checkpoint trained on other
+    data (another class count, other images) has no comparable number, and a ``.safetensors`` start records
+    none. The checkpoint is read as the grid read it (the grid's ``trust``); any failure means unknown.
+    """
+    weights, data = config.get("weights"), config.get("data")
+    if not weights or not data or not str(weights).endswith(".pt") or not Path(weights).is_file():
+        return None
+    try:
+        ckpt = load_checkpoint(weights, trust=bool(config.get("trust", False)))
+    except (AttnYoloError, OSError):
+        return None
+    train_data = (ckpt.get("train_args") or {}).get("data")
+    value = (ckpt.get("train_metrics") or {}).get(MAP_COLUMN)
+    if not train_data or value is None or not Path(train_data).is_file():
+        return None
+    if Path(train_data).resolve() != Path(data).resolve():
+        return None
+    imgsz = (ckpt.get("train_args") or {}).get("imgsz")
+    return float(value), f"{weights}'s own validation on {data}" + (f" at imgsz {imgsz}" if imgsz else "")
+
+
+def control_warnings(a: Analysis) -> list[str]:
+    """Warnings when the control (the baseline) does not detect: its verdicts would compare detectors that fail.
+
+    Near zero (mAP50-95 below :data:`CONTROL_FLOOR`), or below :data:`CONTROL_SHARE` of the start checkpoint's own
+    mAP50-95 on the same data when that is known (:func:`base_reference`).
+    """
+    control = a.baseline.map50_95[0]
+    out = []
+    if control < CONTROL_FLOOR:
+        out.append(
+            f"the control (baseline) detects almost nothing: mAP50-95 {control:.4f} (< {CONTROL_FLOOR}), so "
+            "every comparison here is between detectors that fail and 'no measurable difference' says nothing "
+            "about the attention; check the data (labels, class names and count), the start weights and the "
+            "recipe (epochs, imgsz) before reading the verdicts"
+        )
+    if a.base_map50_95 is not None and a.base_map50_95 > 0 and control < CONTROL_SHARE * a.base_map50_95:
+        out.append(
+            f"the control (baseline) scores mAP50-95 {control:.4f}, less than {CONTROL_SHARE:.0%} of the start "
+            f"checkpoint's {a.base_map50_95:.4f} ({a.base_source}): the fine-tuning lost what the start knew, so "
+            "the comparisons are against a broken control"
+        )
+    return out
+
+
+def stored_vs_curves(a: Analysis) -> tuple[float, str] | None:
+    """Largest |stored mAP50-95 - last results.csv value| over the runs, and its run id (``None``: no curves)."""
+    gaps = []
+    for row in a.rows:
+        for r in row.runs:
+            values = [e.get(MAP_COLUMN) for e in r.get("epochs") or [] if isinstance(e.get(MAP_COLUMN), (int, float))]
+            if values:
+                gaps.append((abs(float(r["map50_95"]) - float(values[-1])), r["run_id"]))
+    return max(gaps) if gaps else None
+
+
+def val_commands(a: Analysis) -> list[tuple[str, str | None]]:
+    """``(run_id, the command that prints its stored metrics again)`` per run, ``None`` when not recorded."""
+    return [
+        (r["run_id"], ((r.get("config") or {}).get("val") or {}).get("command"))
+        for row in a.rows
+        for r in sorted(row.runs, key=lambda r: r["seed"])
+    ]
+
+
+def epoch_curves(row: VariantRow, column: str = MAP_COLUMN) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(epochs, mean, std) over the variant's seeds of one results.csv column."""
     series = []
     for r in row.runs:

@@ -22,7 +22,7 @@ def _best(folder: Path, run: dict) -> Path | None:
 
 
 def _val_images(data: str, n: int) -> list[Path]:
-    from attnyolo.datasets import check_data, split_images
+    from attnyolo.data.check import check_data, split_images
 
     return sorted(split_images(check_data(data)["val"]))[:n]  # a folder, an image list or a list, as Ultralytics
 

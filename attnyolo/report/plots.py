@@ -36,6 +36,14 @@ def _colour(i: int) -> str:
     return f"C{i % 10}"
 
 
+def variant_colours(a: Analysis) -> dict[str, str]:
+    """One colour per variant, the same in every figure: by grid order (the baseline first), not by Δ rank."""
+    order = sorted(
+        a.rows, key=lambda r: (not r.is_baseline, min((int(x.get("position") or 0) for x in r.runs), default=0))
+    )
+    return {r.variant: _colour(i) for i, r in enumerate(order)}
+
+
 def forest(a: Analysis) -> bytes:
     """Δ mAP50-95 against the baseline with each variant's Holm-level interval; the baseline at 0."""
     plt = _pyplot()
@@ -59,12 +67,14 @@ def accuracy_vs_cost(a: Analysis) -> bytes:
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     acc = [r.map50_95[0] for r in a.rows]
+    colours = variant_colours(a)
     for ax, cost, label in (
         (axes[0], [r.latency_ratio for r in a.rows], "CPU latency ratio to the baseline (batch 1)"),
         (axes[1], [r.params / 1e6 for r in a.rows], "parameters (M)"),
     ):
         for i, r in enumerate(a.rows):
-            ax.errorbar(cost[i], acc[i], yerr=r.map50_95[1], fmt="D" if r.is_baseline else "o", color=_colour(i))
+            spread = r.map50_95[1] if len(r.seeds) > 1 else None  # one seed: no spread to draw
+            ax.errorbar(cost[i], acc[i], yerr=spread, fmt="D" if r.is_baseline else "o", color=colours[r.variant])
             ax.annotate(r.variant, (cost[i], acc[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         front = pareto_front(cost, acc)
         ax.step([cost[i] for i in front], [acc[i] for i in front], where="post", color="black", lw=1, alpha=0.6)
@@ -80,11 +90,12 @@ def training_curves(a: Analysis) -> bytes:
     """Validation mAP50-95 per epoch: mean over seeds, band of ± one standard deviation."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    for i, r in enumerate(a.rows):
+    colours = variant_colours(a)
+    for r in a.rows:
         x, mean, std = epoch_curves(r)
         if len(x):
-            ax.plot(x, mean, marker="." if len(x) < 15 else None, label=r.variant, color=_colour(i))
-            ax.fill_between(x, mean - std, mean + std, color=_colour(i), alpha=0.15)
+            ax.plot(x, mean, marker="." if len(x) < 15 else None, label=r.variant, color=colours[r.variant])
+            ax.fill_between(x, mean - std, mean + std, color=colours[r.variant], alpha=0.15)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(_integer_ticks())
     ax.set_ylabel("val mAP50-95")
@@ -102,9 +113,11 @@ def per_class(a: Analysis) -> bytes:
     classes = sorted({c for d in deltas.values() for c in d})
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(classes) + 2), 4.0))
     width = 0.8 / max(len(variants), 1)
+    colours = variant_colours(a)
     for i, r in enumerate(variants):
         xs = np.arange(len(classes)) + (i - (len(variants) - 1) / 2) * width
-        ax.bar(xs, [deltas[r.variant].get(c, 0.0) for c in classes], width, label=r.variant, color=_colour(i + 1))
+        heights = [deltas[r.variant].get(c, 0.0) for c in classes]
+        ax.bar(xs, heights, width, label=r.variant, color=colours[r.variant])
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(range(len(classes)), classes)
     ax.set_ylabel("Δ AP50-95 vs baseline")

@@ -7,7 +7,7 @@ import html
 from pathlib import Path
 
 from attnyolo.atomic import write_atomically
-from attnyolo.report.analysis import Analysis, describe
+from attnyolo.report.analysis import Analysis, control_warnings, describe, stored_vs_curves, val_commands
 
 HEADERS = (
     "variant",
@@ -29,7 +29,9 @@ CAPTIONS = {
     "at the Holm-corrected level; a verdict other than 'no measurable difference' needs the bar to exclude 0.",
     "accuracy_vs_cost": "Accuracy against cost. Latency is the CPU batch-1 median, as a ratio to the baseline measured "
     "interleaved in the same process. The line joins the Pareto front (nothing is cheaper and more accurate).",
-    "training_curves": "Validation mAP50-95 after each epoch (mean over seeds, band ± one standard deviation).",
+    "training_curves": "Validation mAP50-95 after each epoch (mean over seeds, band ± one standard deviation), from "
+    "each run's results.csv: Ultralytics' validation of the fp32 EMA weights in memory. The table's numbers are "
+    "best.pt's, whose weights Ultralytics stores in fp16 (see 'Where the numbers come from').",
     "per_class": "Per-class AP50-95 of each variant minus the baseline's (mean over seeds).",
     "gallery": "Validation images, baseline against {variant} (both the baseline's first seed): each model's boxes, "
     "their EigenCAMs on the layers the head reads, the CAM difference, and the variant's first spatial attention map "
@@ -67,7 +69,7 @@ def table_rows(a: Analysis) -> list[list[str]]:
                 f"{r.gflops:.3f}",
                 dg,
                 f"{r.latency_ratio:.2f}",
-                f"{r.map50_95[0]:.4f} ± {r.map50_95[1]:.4f}",
+                _mean_std(r.map50_95, len(r.seeds)),
                 delta,
                 verdict,
                 gamma,
@@ -75,6 +77,37 @@ def table_rows(a: Analysis) -> list[list[str]]:
             ]
         )
     return out
+
+
+def _mean_std(value: tuple[float, float], seeds: int) -> str:
+    """``0.4284 ± 0.0031`` over seeds; one seed has no spread to show (not ``± 0.0000``)."""
+    mean, std = value
+    return f"{mean:.4f} ± {std:.4f}" if seeds > 1 else f"{mean:.4f} (1 seed)"
+
+
+def source_lines(a: Analysis) -> list[str]:
+    """Where the table's and the curves' numbers come from, and the command that reproduces each run's."""
+    commands = val_commands(a)
+    lines = [
+        "Table (mAP50-95 and the per-image statistics behind Δ and the verdicts): each run's weights/best.pt "
+        "validated as Ultralytics' trainer validates it at the end of training (its validation batch, rect "
+        "batches, its precision), so it equals the trainer's own final validation ('Validating best.pt...'). "
+        f"Run inside {a.folder}, the command of a run prints its numbers again:"
+    ]
+    lines += [f"{run_id}: `{command}`" if command else f"{run_id}: not recorded" for run_id, command in commands]
+    if any(c is None for _, c in commands):
+        lines.append(
+            "Runs without a recorded command were made by an older attnyolo, which validated best.pt at the "
+            "training batch: `attnyolo yolo val model=runs/<run_id>/weights/best.pt data=DATA imgsz=IMGSZ batch=BATCH`"
+        )
+    gap = stored_vs_curves(a)
+    curves = (
+        "Curves: runs/<run_id>/results.csv, Ultralytics' validation after each epoch of the EMA weights in memory "
+        "(fp32). best.pt holds the best epoch's EMA weights rounded to fp16, so the table and the curves' points "
+        "differ by that rounding (and where the best epoch is not the last)"
+    )
+    lines.append(curves + (f": here by up to {gap[0]:.4f} ({gap[1]})." if gap else "."))
+    return lines
 
 
 def _meta_lines(a: Analysis) -> list[tuple[str, str]]:
@@ -123,7 +156,9 @@ def _md_cell(text: str) -> str:
 
 def markdown(a: Analysis, figure_dir: str, stems: list[str], notes: list[str] = ()) -> str:
     """``report.md``: the verdict table, the figures (PNG files beside it), the reproduction details."""
-    lines = [f"# attnyolo report: {a.folder.name}", "", _summary(a), "", "## Verdicts", ""]
+    lines = [f"# attnyolo report: {a.folder.name}", ""]
+    lines += [f"> **Warning:** {w}\n" for w in control_warnings(a)]
+    lines += [_summary(a), "", "## Verdicts", ""]
     lines.append("| " + " | ".join(_md_cell(h) for h in HEADERS) + " |")
     lines.append("|" + "---|" * len(HEADERS))
     lines += ["| " + " | ".join(_md_cell(c) for c in cells) + " |" for cells in table_rows(a)]
@@ -132,6 +167,8 @@ def markdown(a: Analysis, figure_dir: str, stems: list[str], notes: list[str] = 
     for stem in stems:
         lines += ["", f"![{stem}]({figure_dir}/{stem}.png)", "", caption_of(stem)]
     lines += [f"\nNote: {n}" for n in notes]
+    lines += ["", "## Where the numbers come from", ""]
+    lines += [f"- {line}" for line in source_lines(a)]
     lines += ["", "## Reproduce", ""]
     lines += [f"- **{k}**: {v}" for k, v in _meta_lines(a)]
     lines += ["", f"Redraw: `attnyolo report {a.folder}`", ""]
@@ -143,7 +180,14 @@ table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;paddin
 td:first-child,th:first-child,td:nth-child(2),td:nth-child(10){text-align:left}
 tr.better td{background:#e6f5e6}tr.worse td{background:#fbe4e4}tr.reference td{font-weight:bold}
 figure{margin:1.5em 0}figcaption{font-size:13px;color:#555;max-width:900px}img{max-width:100%}
+.warning{background:#fff3cd;border:1px solid #e0b000;padding:8px 12px}
 dl{display:grid;grid-template-columns:max-content auto;gap:3px 14px;font-size:13px}dt{font-weight:bold}"""
+
+
+def _code_html(line: str) -> str:
+    """A line with `backticked` commands as <code>, the rest escaped."""
+    parts = line.split("`")
+    return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(parts))
 
 
 def html_page(a: Analysis, figures: dict[str, bytes], notes: list[str] = ()) -> str:
@@ -158,6 +202,7 @@ def html_page(a: Analysis, figures: dict[str, bytes], notes: list[str] = ()) -> 
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>attnyolo report: {esc(a.folder.name)}</title><style>{_CSS}</style></head><body>",
         f"<h1>attnyolo report: {esc(a.folder.name)}</h1>",
+        *(f'<p class="warning"><b>Warning:</b> {esc(w)}</p>' for w in control_warnings(a)),
         f"<p>{esc(_summary(a))}</p>",
         "<h2>Verdicts</h2><table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in HEADERS) + "</tr></thead>",
         "<tbody>" + "".join(rows) + "</tbody></table>",
@@ -171,6 +216,9 @@ def html_page(a: Analysis, figures: dict[str, bytes], notes: list[str] = ()) -> 
             f"<figcaption>{esc(caption_of(stem))}</figcaption></figure>"
         )
     parts += [f"<p>Note: {esc(n)}</p>" for n in notes]
+    parts.append("<h2>Where the numbers come from</h2><ul>")
+    parts += [f"<li>{_code_html(line)}</li>" for line in source_lines(a)]
+    parts.append("</ul>")
     parts.append("<h2>Reproduce</h2><dl>")
     parts += [f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in _meta_lines(a)]
     parts.append(f"</dl><p>Redraw: <code>attnyolo report {esc(str(a.folder))}</code></p></body></html>")

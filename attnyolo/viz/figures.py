@@ -8,12 +8,39 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from attnyolo.viz.capture import is_spatial
+from attnyolo.viz.capture import inserted_attention, is_spatial
 from attnyolo.viz.detect import Detections
 from attnyolo.viz.images import Prepared
 
 CMAP = "jet"
 DIFF_CMAP = "coolwarm"
+BLEND_NOTE = "maps: the gates inside attn; each layer outputs x + γ·(attn(x) − x)"
+"""Why γ goes with every gate map: a saturated gate at γ = 0.05 changes the layer's output by 5 % of its effect."""
+
+
+def layer_gammas(model) -> dict[str, float | None]:
+    """γ of every inserted attention by layer label (``"16"``, ``"4.m.0"``); ``None``: no γ, attn(x) applied fully."""
+    return {
+        label: None if getattr(m, "gamma", None) is None else float(m.gamma.detach())
+        for label, m in inserted_attention(model).items()
+    }
+
+
+def gamma_text(key: str, gammas: dict[str, float | None] | None) -> str:
+    """``"γ = 0.05"`` for the layer a map's key names (its first word), ``"γ: none (applied fully)"``, or ``""``."""
+    if not gammas:
+        return ""
+    label = key.split(" ", 1)[0]
+    if label not in gammas:
+        return ""
+    g = gammas[label]
+    return "γ: none (applied fully)" if g is None else f"γ = {g:.3g}"
+
+
+def with_gamma(key: str, gammas: dict[str, float | None] | None) -> str:
+    """A map's title with its layer's γ (``"16 cbam (spatial), γ = 0.05"``)."""
+    text = gamma_text(key, gammas)
+    return f"{key}, {text}" if text else key
 
 
 def normalise(m: np.ndarray) -> np.ndarray:
@@ -59,10 +86,15 @@ def _strip(fig: Figure, ax, v: torch.Tensor, title: str) -> None:
 
 
 def image_figure(
-    prepared: Prepared, det: Detections, maps: dict[str, torch.Tensor], cam: np.ndarray | None, title: str = ""
+    prepared: Prepared,
+    det: Detections,
+    maps: dict[str, torch.Tensor],
+    cam: np.ndarray | None,
+    title: str = "",
+    gammas: dict[str, float | None] | None = None,
 ) -> Figure:
-    """One image: boxes, every spatial/self-attention map overlaid (colour bar, layer name), the CAM, and one
-    strip of channel weights per channel attention."""
+    """One image: boxes, every spatial/self-attention map overlaid (colour bar, layer name and γ), the CAM, and one
+    strip of channel weights per channel attention (``gammas``: :func:`layer_gammas` of the model)."""
     spatial = {k: v for k, v in maps.items() if v.ndim == 2 and is_spatial(k)}
     channel = {k: v for k, v in maps.items() if v.ndim == 1}
     matrices = {k: v for k, v in maps.items() if v.ndim == 2 and not is_spatial(k)}
@@ -81,15 +113,15 @@ def image_figure(
     if cam is not None:
         items.append(("EigenCAM (head inputs)", prepared.to_original(cam)))
     for i, (key, m) in enumerate(items, start=1):
-        _map_panel(fig, fig.add_subplot(grid[i // cols, i % cols]), prepared.original, m, key)
+        _map_panel(fig, fig.add_subplot(grid[i // cols, i % cols]), prepared.original, m, with_gamma(key, gammas))
     for i, (key, m) in enumerate(matrices.items(), start=1 + len(items)):
         ax = fig.add_subplot(grid[i // cols, i % cols])
         fig.colorbar(ax.imshow(m.numpy(), cmap="viridis"), ax=ax, fraction=0.046, pad=0.02)
-        ax.set_title(key, fontsize=8)
+        ax.set_title(with_gamma(key, gammas), fontsize=8)
     for j, (key, v) in enumerate(channel.items()):
-        _strip(fig, fig.add_subplot(grid[map_rows + j, :]), v, key)
-    if title:
-        fig.suptitle(title, fontsize=10)
+        _strip(fig, fig.add_subplot(grid[map_rows + j, :]), v, with_gamma(key, gammas))
+    if title or (gammas and maps):
+        fig.suptitle("\n".join(t for t in (title, BLEND_NOTE if gammas and maps else "") if t), fontsize=10)
     return fig
 
 
@@ -121,9 +153,11 @@ def compare_figure(
 def comparison_grid(
     rows: list[tuple[Prepared, tuple[Detections, np.ndarray], tuple[Detections, np.ndarray], np.ndarray | None]],
     labels: tuple[str, str],
+    map_title: str = "",
 ) -> Figure:
     """Several images, one row each: base boxes, other boxes, both EigenCAMs, their difference, and the other
-    model's first spatial attention map (``rows``: image, base (boxes, CAM), other (boxes, CAM), map or None)."""
+    model's first spatial attention map (``rows``: image, base (boxes, CAM), other (boxes, CAM), map or None;
+    ``map_title``: which map it is and its layer's γ, from :func:`with_gamma`)."""
     fig = Figure(figsize=(3.2 * 6, 2.6 * len(rows)), layout="constrained")
     axes = fig.subplots(len(rows), 6, squeeze=False)
     for r, (p, (bdet, bcam), (odet, ocam), amap) in enumerate(rows):
@@ -143,7 +177,8 @@ def comparison_grid(
         axes[r, 5].imshow(p.original)
         if amap is not None:
             axes[r, 5].imshow(normalise(p.to_original(amap)), cmap=CMAP, alpha=0.5)
-        axes[r, 5].set_title(f"{labels[1]} attention" if amap is not None else "no spatial attention map", fontsize=7)
+        text = f"{labels[1]} attention" + (f"\n{map_title}" if map_title else "")
+        axes[r, 5].set_title(text if amap is not None else "no spatial attention map", fontsize=7)
         for ax in axes[r]:
             ax.axis("off")
     return fig

@@ -18,7 +18,7 @@ from attnyolo.viz.cam import eigen_cam
 from attnyolo.viz.capture import attention_maps, inserted_attention, is_spatial
 from attnyolo.viz.detect import detect
 from attnyolo.viz.errors import VizError
-from attnyolo.viz.figures import compare_figure, image_figure, overlay
+from attnyolo.viz.figures import compare_figure, image_figure, layer_gammas, overlay, with_gamma
 from attnyolo.viz.images import prepare
 
 
@@ -93,7 +93,7 @@ def write_gallery(
         if c is not None:
             path = out / "overlays" / f"{stem}__eigencam.png"
             gallery.overlays.append(_save_png(overlay(p.original, p.to_original(c)), path))
-        fig = image_figure(p, det, maps, c, title=labels[1])
+        fig = image_figure(p, det, maps, c, title=labels[1], gammas=layer_gammas(model) if has_attention else None)
         gallery.pictures.append(_save_figure(fig, out / f"{stem}.png"))
         if compare is not None:
             bdet = detect(compare, p)
@@ -143,13 +143,15 @@ def comparison_figures(
     base_side = [(detect(base, p), eigen_cam(base, p.tensor)) for p in prepared]
     figures = {}
     for label, model in others.items():
-        rows = []
+        rows, map_title = [], ""
+        gammas = layer_gammas(model)
         for p, b in zip(prepared, base_side, strict=True):
             try:
                 maps = attention_maps(model, p.tensor) if inserted_attention(model) else {}
             except VizError:  # a gate this module shapes in its own way: the row keeps boxes and CAMs
                 maps = {}
-            spatial = next((v.numpy() for k, v in maps.items() if v.ndim == 2 and is_spatial(k)), None)
-            rows.append((p, b, (detect(model, p), eigen_cam(model, p.tensor)), spatial))
-        figures[label] = comparison_grid(rows, (base_label, label))
+            key = next((k for k, v in maps.items() if v.ndim == 2 and is_spatial(k)), None)
+            map_title = with_gamma(key, gammas) if key is not None else map_title
+            rows.append((p, b, (detect(model, p), eigen_cam(model, p.tensor)), maps[key].numpy() if key else None))
+        figures[label] = comparison_grid(rows, (base_label, label), map_title)
     return figures

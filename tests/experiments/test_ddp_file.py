@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnyolo.datasets import check_data
+from attnyolo.data.check import check_data
 from attnyolo.experiments.grid import Variant, resolve
 from attnyolo.experiments.runner import configured_yolo, save_start, start_model
 from attnyolo.graph import build

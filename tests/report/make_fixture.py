@@ -58,7 +58,7 @@ def per_image_stats(rng: np.random.Generator, hit: float, n_img: int = 20) -> di
 
 
 def main() -> None:
-    from attnyolo.stats import map_ultralytics
+    from attnyolo.report.stats import map_ultralytics
 
     shutil.rmtree(FOLDER, ignore_errors=True)
     rng = np.random.default_rng(2026)

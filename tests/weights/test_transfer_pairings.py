@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_helpers import build
 from typer.testing import CliRunner
-from weights_helpers import build
 
 import attnyolo
 from attnyolo.checkpoints import load_checkpoint, save_safetensors

@@ -1,7 +1,7 @@
 """Identity start: an inserted layer is ``x + gamma * (attn(x) - x)`` with ``gamma = 0``, so a model with transferred
 base weights computes exactly what the base computes, for every zoo module, in the neck and in the backbone.
 
-The base is YOLOv8n (3 classes) with random weights and perturbed BatchNorm statistics (``weights_helpers.build``),
+The base is YOLOv8n (3 classes) with random weights and perturbed BatchNorm statistics (``model_helpers.build``),
 in eval mode; the edited model is built by the engine and filled by :func:`attnyolo.transfer` with no index map
 (it finds the map itself). Raw head outputs (decoded boxes and class scores, and the three feature maps the head
 reads) are compared with ``torch.equal``: an identity start is exact, not approximately right.
@@ -20,7 +20,7 @@ import pickle
 
 import pytest
 import torch
-from weights_helpers import build, yolov8n_cfg
+from model_helpers import build, yolov8n_cfg
 
 import attnyolo
 from attnyolo.graph.ultralytics import adapter_class

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_helpers import INSERT_AFTER_10, build, edited_cfg, yolov8n_cfg
 from rich.console import Console
 from safetensors.torch import save_file
 from torch import nn
 from ultralytics.utils.torch_utils import intersect_dicts
-from weights_helpers import INSERT_AFTER_10, build, edited_cfg, yolov8n_cfg
 
 from attnyolo.checkpoints import load_checkpoint
 from attnyolo.weights import TransferError, transfer

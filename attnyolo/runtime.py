@@ -12,6 +12,9 @@ its own switches, as defaults that the user's environment overrides:
 - fonts: Ultralytics looks for ``Arial.ttf``/``Arial.Unicode.ttf`` in its config folder before
   downloading them; we place matplotlib's bundled DejaVu Sans there under those names.
 
+- ``runs_dir``: in attnyolo's own settings file, ``runs`` (relative), so ``YOLO(...).train()``/``.val()``
+  write to ``runs/`` of the current directory, as plain Ultralytics does (see :func:`runs_follow_cwd`).
+
 Nothing here patches Ultralytics' files or functions. Ultralytics reads these switches once, when it is
 first imported, so ``import attnyolo`` must come before ``import ultralytics`` (isort puts third-party
 imports first: keep ``import attnyolo`` on top or set the variables in the environment). When Ultralytics
@@ -31,6 +34,10 @@ from pathlib import Path
 
 ENV_DEFAULTS = {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false"}
 FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
+RUNS_DIR = "runs"
+"""Ultralytics' ``runs_dir`` in attnyolo's settings file: relative, so it is ``runs/`` of the current directory."""
+RUNS_DIR_MARKER = "attnyolo-runs-dir-set"
+"""A file beside the settings file: attnyolo set ``runs_dir`` once there; a later choice of the user's is kept."""
 
 _state: dict[str, object] = {}
 
@@ -111,6 +118,7 @@ def configure() -> dict[str, object]:
         autoinstall = bool(late.AUTOINSTALL)
     _state.update(
         ultralytics_imported_first=late is not None,
+        owns_settings=late is None and "YOLO_CONFIG_DIR" not in user_set,
         user_set=user_set,
         offline=offline,
         autoinstall=autoinstall,
@@ -134,6 +142,33 @@ def import_ultralytics() -> None:
     for handler in logging.getLogger("ultralytics").handlers:
         if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
             handler.setStream(sys.stdout)
+    runs_follow_cwd()
+
+
+def runs_follow_cwd() -> None:
+    """Set ``runs_dir`` to ``runs`` (relative) in attnyolo's Ultralytics settings, once per settings file.
+
+    Ultralytics writes ``runs_dir`` when it creates its settings file: ``<git root>/runs`` when the ultralytics
+    package lies inside a git checkout (a virtual environment inside a clone of attnyolo), else ``runs``,
+    relative, which follows the current directory. attnyolo's settings file is shared by every clone and folder,
+    so the absolute form would send every later ``YOLO(...).val()``, from any folder, to the first clone's
+    ``runs/``. Only attnyolo's own settings file is touched (never one under a ``YOLO_CONFIG_DIR`` of the
+    user's), and only once: a ``runs_dir`` the user sets afterwards (``attnyolo yolo settings runs_dir=...``)
+    stays.
+    """
+    if not configure().get("owns_settings"):
+        return
+    from ultralytics.utils import SETTINGS  # imported by import_ultralytics() after the switches above
+
+    marker = Path(SETTINGS.file).with_name(RUNS_DIR_MARKER)
+    if marker.exists():
+        return
+    try:
+        if SETTINGS.get("runs_dir") != RUNS_DIR:
+            SETTINGS.update(runs_dir=RUNS_DIR)
+        marker.write_text("attnyolo set Ultralytics' runs_dir to 'runs' (the current directory's) here once\n")
+    except OSError:  # a read-only config folder: Ultralytics' own value stays
+        pass
 
 
 def status() -> dict[str, object]:

@@ -92,7 +92,12 @@ def ablate_command(
     out: Path = typer.Option(Path("runs/ablate"), "--out", "-o", help="Grid folder (results database, runs)."),
     resume: bool = typer.Option(False, "--resume", help="Continue OUT's grid (re-running the same command does too)."),
     executor: str = typer.Option("local", "--executor", help="local (default) or ray."),
-    address: str | None = typer.Option(None, "--address", help="Ray address: auto, ray://HOST:10001."),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray address: HOST:PORT of a head, auto, ray://HOST:10001."
+    ),
+    ray_timeout: float = typer.Option(
+        60.0, "--ray-timeout", help="Seconds for Ray to start or answer, and for its first run to start."
+    ),
     workers: int = typer.Option(1, "--workers", help="Local worker processes (1: sequential)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write OUT/report.html when the grid completes."),
     threads: int | None = typer.Option(None, "--threads", help="Torch threads per run (default: cores / workers)."),
@@ -106,7 +111,8 @@ def ablate_command(
     Results go to OUT/ablate.sqlite (one row per run), OUT/grid.yaml and OUT/runs/<run_id>/ (Ultralytics'
     folder, attnyolo_gamma.csv, val_stats.npz). Running it again on OUT resumes: finished runs are kept.
     """
-    from attnyolo.experiments.driver import ablate
+    from attnyolo.experiments.driver import GridInterrupted, ablate
+    from attnyolo.experiments.store import DB_NAME
 
     extra = list(ctx.args)
     if grid is not None and "=" in grid and not Path(grid).is_file():  # `attnyolo ablate epochs=3 ...`
@@ -131,14 +137,31 @@ def ablate_command(
 
             recipe = {**(load_grid_yaml(grid).get("recipe") or {}), **recipe}
         options["recipe"] = recipe
+    if resume and not (out / DB_NAME).is_file():
+        from attnyolo.experiments.grid import GridError
+
+        start = f"attnyolo ablate -o {out}" if (out / "grid.yaml").is_file() else "give the grid (YAML or flags)"
+        raise GridError(f"--resume: {out / DB_NAME} does not exist, nothing to resume; to start the grid: {start}")
     if resume and grid is None and not options and not (out / "grid.yaml").is_file():
         from attnyolo.experiments.grid import GridError
 
         raise GridError(f"--resume: {out} holds no grid.yaml; give the grid (YAML or flags) and --out")
     console = make_console()
-    store = ablate(
-        grid, out=out, executor=executor, workers=workers, threads=threads, address=address, console=console, **options
-    )
+    try:
+        store = ablate(
+            grid,
+            out=out,
+            executor=executor,
+            workers=workers,
+            threads=threads,
+            address=address,
+            ray_timeout=ray_timeout,
+            console=console,
+            **options,
+        )
+    except GridInterrupted as e:  # Ctrl-C: one line, what was kept and how to go on (typer would exit silently)
+        typer.echo(f"attnyolo: {e}", err=True)
+        raise typer.Exit(130) from None
     console.print(results_table(store))
     failed = store.runs("failed")
     for r in failed:

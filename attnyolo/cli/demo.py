@@ -29,13 +29,18 @@ def demo_command(
     Extra key=value arguments go to Ultralytics' training (epochs=3 imgsz=256 device=0).
     """
     from attnyolo.experiments.demo import DemoError, run_demo
+    from attnyolo.experiments.driver import GridInterrupted
 
     yolo_args = parse_yolo_args(list(ctx.args))
     if "data" in yolo_args:
         if data is not None:
             raise DemoError("give the data once: --data PATH or data=PATH")
         data = Path(str(yolo_args.pop("data")))
-    run_demo(data, quick=quick, out=out, seeds=seeds, resamples=resamples, console=make_console(), **yolo_args)
+    try:
+        run_demo(data, quick=quick, out=out, seeds=seeds, resamples=resamples, console=make_console(), **yolo_args)
+    except GridInterrupted as e:  # Ctrl-C: one line, what was kept and how to go on (typer would exit silently)
+        typer.echo(f"attnyolo: {e}", err=True)
+        raise typer.Exit(130) from None
 
 
 def register_commands(app: typer.Typer) -> None:

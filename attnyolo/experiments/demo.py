@@ -12,6 +12,7 @@ folder: running the same command again resumes it (finished runs are kept).
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -81,6 +82,15 @@ def data_label(data: str | Path | None) -> str:
     return "embedded BCCD, val split" if data is None else f"{data}, val split"
 
 
+def demo_command(
+    data: str | Path | None, quick: bool, out: str | Path, seeds: int | None, yolo_args: Mapping[str, Any]
+) -> str:
+    """The ``attnyolo demo`` command line that continues the demo grid in ``out`` (printed after a Ctrl-C)."""
+    argv = ["attnyolo", "demo", *(["--quick"] if quick else []), *(["--data", str(data)] if data is not None else [])]
+    argv += ["--out", str(out), *(["--seeds", str(seeds)] if seeds is not None else [])]
+    return shlex.join(argv + [f"{k}={v}" for k, v in yolo_args.items()])
+
+
 def run_demo(
     data: str | Path | None = None,
     *,
@@ -107,6 +117,7 @@ def run_demo(
     """
     from attnyolo.console import make_console
     from attnyolo.experiments import ablate
+    from attnyolo.experiments.driver import GridInterrupted
     from attnyolo.report import print_table, write_report
 
     console = console or make_console()
@@ -115,7 +126,11 @@ def run_demo(
     grid = demo_grid(data, quick=quick, seeds=seeds, **yolo_args)
     folder = Path(out) if out is not None else Path("runs/attnyolo") / ("demo-quick" if quick else "demo")
     t0 = time.perf_counter()
-    ablate(grid, out=folder, console=console)
+    try:
+        ablate(grid, out=folder, console=console)
+    except GridInterrupted as e:  # the demo's own command resumes it (and writes its report at the end)
+        e.resume = demo_command(data, quick, folder, seeds, yolo_args)
+        raise
     analysis, _, page = write_report(folder, resamples=resamples)
     wall = time.perf_counter() - t0
     title = f"attnyolo demo: {data_label(data)} (fine-tuned from the shipped base, seeds {grid['seeds']})"

@@ -9,19 +9,55 @@ run that is not ``done``; record each result in one transaction as soon as it ar
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+from rich.console import Console
 
 from attnyolo.atomic import write_atomically
-from attnyolo.experiments import executors
+from attnyolo.experiments import executors, ray_executor
 from attnyolo.experiments.grid import Grid, GridError, differences, resolve
 from attnyolo.experiments.progress import GridProgress
 from attnyolo.experiments.runner import RunTask, git_rev, grid_class_change, machine, versions
 from attnyolo.experiments.store import DB_NAME, GRID_YAML, ResultsStore, owner_id
+
+
+class GridInterrupted(KeyboardInterrupt):  # noqa: N818  (a KeyboardInterrupt, named for what happened)
+    """Ctrl-C during a grid, after its state was saved: what was kept and the command that resumes.
+
+    Still a ``KeyboardInterrupt`` (code that stops on Ctrl-C keeps doing so); the CLI prints it as one line.
+    """
+
+    def __init__(self, db: Path, done: int, total: int, interrupted: list[str], resume: str) -> None:
+        super().__init__(db, done, total, interrupted, resume)
+        self.db, self.done, self.total, self.interrupted, self.resume = db, done, total, interrupted, resume
+
+    def __str__(self) -> str:
+        marked = f"; {', '.join(self.interrupted)} marked interrupted" if self.interrupted else ""
+        return (
+            f"interrupted: {self.done} of {self.total} runs done and kept in {self.db}{marked}; "
+            f"resume with: {self.resume}"
+        )
+
+
+def resume_command(
+    folder: Path, executor: str = "local", workers: int = 1, threads: int | None = None, address: str | None = None
+) -> str:
+    """The ``attnyolo ablate`` command line that continues ``folder`` with the same executor options."""
+    argv = ["attnyolo", "ablate", "-o", str(folder), "--resume"]
+    if executor != "local":
+        argv += ["--executor", executor]
+    if address:
+        argv += ["--address", address]
+    if workers != 1:
+        argv += ["--workers", str(workers)]
+    if threads is not None:
+        argv += ["--threads", str(threads)]
+    return shlex.join(argv)
 
 
 def load_grid_yaml(path: str | os.PathLike) -> dict:
@@ -42,22 +78,48 @@ def _write_yaml(path: Path, content: Mapping) -> None:
     write_atomically(path, lambda tmp: tmp.write_text(yaml.safe_dump(dict(content), sort_keys=False)))
 
 
-def open_store(folder: Path, grid: Grid) -> ResultsStore:
-    """The folder's store for ``grid``: created if new, refused if it holds another grid or foreign files."""
-    config = grid.config()
+DIFFERENCES_SHOWN = 3
+DIFFERENCE_WIDTH = 90
+"""A refused folder's message names at most this many differences, each at most this wide: one short line."""
+
+
+def short_differences(diff: list[str]) -> str:
+    """The differences between a stored and a given grid, short enough for one line (the rest counted)."""
+    items = []
+    for item in diff[:DIFFERENCES_SHOWN]:
+        key = item.partition(":")[0]
+        items.append(item if len(item) <= DIFFERENCE_WIDTH else f"{key}: stored and given differ")
+    more = len(diff) - len(items)
+    return "; ".join(items) + (f"; {more} more" if more else "")
+
+
+def check_folder(folder: Path, grid: Grid) -> bool:
+    """Refuse a folder that holds another grid, a damaged database, another live driver or foreign files (read-only:
+    nothing is written); return whether it holds this grid's database already."""
     if (folder / DB_NAME).is_file():
-        store = ResultsStore(folder)
-        diff = differences(store.grid()["config"], config)
+        with ResultsStore(folder) as reader:
+            diff = differences(reader.grid()["config"], grid.config())
+            others = reader.live_owners()
         if diff:
-            store.close()
-            raise GridError(f"{folder} holds another grid ({'; '.join(diff)}); use another --out folder")
-        others = store.live_owners()
+            raise GridError(
+                f"{folder} holds another grid ({short_differences(diff)}): give another --out folder, "
+                f"or `attnyolo report {folder}` to read it"
+            )
         if others:
-            store.close()
             raise GridError(f"{folder} is being run by another process ({', '.join(others)})")
-        return store
+        return True
     if folder.exists() and any(p.name not in {GRID_YAML, "runs"} for p in folder.iterdir()):
         raise GridError(f"{folder} is not empty and holds no {DB_NAME}: give an empty or new --out folder")
+    return False
+
+
+def open_store(folder: Path, grid: Grid) -> ResultsStore:
+    """The folder's store for ``grid``, open for writing: created if new, refused (see :func:`check_folder`) if the
+    folder holds another grid or foreign files. An existing database is opened for writing only once it is known
+    to be this grid's."""
+    if check_folder(folder, grid):
+        return ResultsStore(folder, writable=True)
+    config = grid.config()
     store = ResultsStore.create(folder, config, machine(), versions(), git_rev())
     _write_yaml(folder / GRID_YAML, config)
     return store
@@ -72,6 +134,7 @@ def ablate(
     threads: int | None = None,
     address: str | None = None,
     ray_num_cpus: int | None = None,
+    ray_timeout: float = ray_executor.RAY_CONNECT_TIMEOUT_S,
     console: Any = None,
     **options: Any,
 ) -> ResultsStore:
@@ -87,12 +150,15 @@ def ablate(
         threads: torch threads per run (default: the cores divided by the workers: no oversubscription).
         address: Ray cluster address (``"auto"``, ``"ray://HOST:10001"``); ``None`` starts a local instance.
         ray_num_cpus: CPUs of a local Ray instance (default: all cores).
+        ray_timeout: seconds to start or reach Ray before giving up with one line (nothing is lost: the grid
+            folder stays as it was, resumable).
         console: a rich ``Console`` for progress.
         **options: grid keys (``data``, ``model``, ``weights``, ``recipe``, ``seeds``, ``attention``, ``where``,
             ``hparams``, ``variants``, ``identity_start``, ``trust``), overriding the YAML's.
 
     Raises:
         GridError, ExecutorError and the engine's errors: bad input, before anything is written.
+        GridInterrupted: Ctrl-C; finished runs are kept, the runs it stopped are marked ``interrupted``.
     """
     folder = Path(out)
     if isinstance(grid, (str, os.PathLike)):
@@ -104,20 +170,42 @@ def ablate(
     config.update({k: v for k, v in options.items() if v is not None})
     resolved = resolve(config)
     executors.check_executor(executor, workers, threads)
+    if isinstance(ray_timeout, bool) or not isinstance(ray_timeout, (int, float)) or not ray_timeout > 0:
+        raise executors.ExecutorError(f"--ray-timeout must be a number of seconds > 0, got {ray_timeout!r}")
+    resume = resume_command(folder, executor, workers, threads, address)
     threads = threads or executors.default_threads(workers)
     if executor == "local" and workers * threads > executors.cores():
-        from rich.console import Console
-
         (console or Console()).print(
             f"ablate: warning: {workers} workers x {threads} threads > {executors.cores()} cores (oversubscribed)"
         )
 
     change = grid_class_change(resolved)
     if change:  # every run's head starts its class convolutions anew: say so once, before the runs
-        from rich.console import Console
-
         (console or Console()).print(f"ablate: {change}", soft_wrap=True)
 
+    check_folder(folder, resolved)
+    # Ray is started or reached before the folder is written: an unreachable cluster leaves it as it was.
+    ray_owned = executor == "ray" and ray_executor.init_ray(address, ray_num_cpus, ray_timeout)
+    try:
+        _run_grid(
+            folder, resolved, threads, executor, workers, {"address": address, "timeout": ray_timeout}, console, resume
+        )
+    finally:
+        if ray_owned:
+            ray_executor.shutdown()
+    return ResultsStore(folder)
+
+
+def _run_grid(
+    folder: Path,
+    resolved: Grid,
+    threads: int,
+    executor: str,
+    workers: int,
+    ray_options: dict[str, Any],
+    console: Any,
+    resume: str,
+) -> None:
     store = open_store(folder, resolved)
     try:
         store.recover()
@@ -141,10 +229,9 @@ def ablate(
             for rid, v, s in resolved.runs()
             if rid in todo_ids
         ]
-        _execute(store, tasks, len(resolved.runs()), executor, workers, threads, address, ray_num_cpus, console)
+        _execute(store, tasks, len(resolved.runs()), executor, workers, threads, ray_options, console, resume)
     finally:
         store.close()
-    return ResultsStore(folder)
 
 
 def _execute(
@@ -154,9 +241,9 @@ def _execute(
     executor: str,
     workers: int,
     threads: int,
-    address: str | None,
-    ray_num_cpus: int | None,
+    ray_options: dict[str, Any],
     console: Any,
+    resume: str,
 ) -> None:
     me = owner_id()
     t0 = time.monotonic()
@@ -178,17 +265,25 @@ def _execute(
             started.discard(task["run_id"])
             progress.finish(task["run_id"], False, message)
 
-        complete = False
+        complete = interrupted = False
         try:
             if executor == "ray":
-                executors.run_ray(tasks, threads, address, on_start, on_done, on_error, ray_num_cpus)
+                ray_executor.run_ray(tasks, threads, on_start, on_done, on_error, progress.epoch, **ray_options)
             elif workers > 1:
                 executors.run_processes(tasks, workers, threads, on_start, on_done, on_error)
             else:
                 executors.run_sequential(tasks, on_start, on_done, on_error, progress.epoch)
             complete = True
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
-            for run_id in started:  # interrupted (Ctrl-C): these did not finish; the next driver runs them again
+            stopped = sorted(started)
+            for run_id in stopped:  # interrupted (Ctrl-C): these did not finish; the next driver runs them again
                 store.mark_failed(run_id, "interrupted")
-            left = [r for r in store.runs(None) if r["state"] != "done"]
+            rows = store.runs(None)
+            left = [r for r in rows if r["state"] != "done"]
             store.add_wall_seconds(time.monotonic() - t0, finished=complete and not left)
+            if interrupted:  # replaces the bare KeyboardInterrupt with one that says what was kept
+                done = len(rows) - len(left)
+                raise GridInterrupted(store.path, done, len(rows), stopped, resume) from None

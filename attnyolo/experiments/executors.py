@@ -1,4 +1,5 @@
-"""Where runs execute: in the driver, in local worker processes, or as Ray tasks. The driver alone writes results.
+"""Where runs execute: in the driver, in local worker processes, or as Ray tasks (:mod:`.ray_executor`). The driver
+alone writes results.
 
 Every executor calls ``on_start(task)`` before a run, then ``on_done(task, result)`` or
 ``on_error(task, message)``; the driver turns these into database transactions, so resume behaves the same
@@ -83,9 +84,9 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_in_worker(task: Task) -> dict:
+def _run_in_worker(task: Task, on_epoch: Callable | None = None) -> dict:
     try:
-        return {"ok": run_one(task)}
+        return {"ok": run_one(task, on_epoch)}
     except Exception as e:  # ship the message back, not an exception that may not unpickle
         return {"error": _error(e)}
 
@@ -120,56 +121,3 @@ def run_processes(
                     on_error(task, _error(e))
                     continue
                 on_done(task, out["ok"]) if "ok" in out else on_error(task, out["error"])
-
-
-def _ray_gpus(task: Task) -> float:
-    device = str(dict(task["config"].get("recipe") or {}).get("device", "cpu") or "cpu")
-    if device in {"cpu", "mps"}:
-        return 0
-    return float(len([d for d in device.split(",") if d.strip()]))
-
-
-def run_ray(
-    tasks: Sequence[Task],
-    threads: int,
-    address: str | None,
-    on_start: OnStart,
-    on_done: OnDone,
-    on_error: OnError,
-    num_cpus: int | None = None,
-) -> None:
-    """Each run a Ray task asking for ``threads`` CPUs (and the GPUs of the recipe's ``device``).
-
-    ``address`` ``None`` starts a local Ray instance (``num_cpus`` CPUs, no dashboard); ``"auto"`` or
-    ``"ray://HOST:10001"`` joins a cluster, whose workers need attnyolo installed.
-    """
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-
-    started = False
-    if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-        if address is None:
-            kwargs["num_cpus"] = num_cpus or cores()
-        ray.init(address=address, **kwargs)
-        started = True
-    try:
-        remote = ray.remote(_run_in_worker)
-        refs = {}
-        for task in tasks:
-            on_start(task)
-            opts = {"num_cpus": threads, "num_gpus": _ray_gpus(task), "max_retries": 0}
-            refs[remote.options(**opts).remote(dict(task))] = task
-        while refs:
-            ready, _ = ray.wait(list(refs), num_returns=1)
-            for ref in ready:
-                task = refs.pop(ref)
-                try:
-                    out = ray.get(ref)
-                except Exception as e:  # the task or its worker died
-                    on_error(task, _error(e))
-                    continue
-                on_done(task, out["ok"]) if "ok" in out else on_error(task, out["error"])
-    finally:
-        if started:
-            ray.shutdown()

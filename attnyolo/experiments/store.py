@@ -1,10 +1,14 @@
-"""The results database of a grid folder: ``GRID_DIR/ablate.sqlite`` (SQLite, WAL, schema version in ``user_version``).
+"""The results database of a grid folder: ``GRID_DIR/ablate.sqlite`` (SQLite, schema version in ``user_version``).
 
 One row per run (``runs``) and one row for the grid (``grid``). Every write is one transaction, so a process
 killed during a write (``kill -9``, power loss) leaves the previous state; only the driver process writes.
 A run is ``pending``, ``running`` (with its driver's ``owner``, ``host:pid``), ``done`` or ``failed``. A row
 ``running`` whose owner is no longer alive is a killed run: :meth:`ResultsStore.recover` puts it back to
 ``pending`` so the next driver redoes (or continues) it; ``done`` rows are never rewritten.
+
+The driver opens it for writing (WAL while it runs, so that readers never wait); everything else opens it read-only
+(``mode=ro``), which can neither create nor change the file, after checking that it is a results database of
+this schema (an empty, damaged or newer file is one line naming it and what to do).
 """
 
 from __future__ import annotations
@@ -75,6 +79,10 @@ class StoreNotFoundError(StoreError, FileNotFoundError):
     """A folder (or path) without ``ablate.sqlite``."""
 
 
+class CorruptStoreError(StoreError):
+    """A file named ``ablate.sqlite`` that is not a readable results database (empty, damaged, foreign)."""
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -105,26 +113,78 @@ def db_path(path: str | os.PathLike) -> Path:
     return p if p.suffix == ".sqlite" else p / DB_NAME
 
 
+def _start_over(path: Path) -> str:
+    return f"move it away and run `attnyolo ablate -o {path.parent}` to run the grid again into a new one"
+
+
+def check_database(path: Path, conn: sqlite3.Connection) -> None:
+    """Refuse, with one line naming ``path`` and what to do, a file that is not a results database of this schema.
+
+    ``conn`` is a read-only connection: nothing here can change the file.
+    """
+    if path.stat().st_size == 0:  # SQLite would take it for a new, empty database
+        raise CorruptStoreError(f"{path} is empty (0 bytes), not a results database: {_start_over(path)}")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as e:  # "file is not a database", "database disk image is malformed"
+        raise CorruptStoreError(
+            f"{path} is not a readable results database ({e}): restore it from a backup, or {_start_over(path)}"
+        ) from None
+    if version > SCHEMA_VERSION:
+        raise SchemaError(
+            f"{path}: results database schema version {version}, this attnyolo reads version {SCHEMA_VERSION}: "
+            "it was written by a newer attnyolo; upgrade attnyolo (pip install -U attnyolo) to read it"
+        )
+    if version != SCHEMA_VERSION or not {"grid", "runs"} <= tables:
+        raise SchemaError(
+            f"{path}: results database schema version {version}, this attnyolo reads version {SCHEMA_VERSION}: "
+            f"not a database written by attnyolo ablate; {_start_over(path)}"
+        )
+
+
 class ResultsStore:
     """The results database of one grid folder (or the ``.sqlite`` file itself).
 
+    Opened read-only unless ``writable=True`` (only the grid driver writes): a read never changes the file, and a
+    file that is not a results database is refused before anything could write it.
+
     Raises:
         StoreNotFoundError: no ``ablate.sqlite`` there (use :meth:`create` to start one).
-        SchemaError: the file was written with another schema version.
+        CorruptStoreError: the file is empty, damaged or not a SQLite database.
+        SchemaError: the file was written with another schema version (or by something other than attnyolo).
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, *, writable: bool = False) -> None:
         self.path = db_path(path)
         if not self.path.is_file():
             raise StoreNotFoundError(f"{self.path.parent} holds no results database ({DB_NAME}): run attnyolo ablate")
         self.folder = self.path.parent
-        self._conn = self._connect(self.path)
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        if version != SCHEMA_VERSION:
-            self._conn.close()
-            raise SchemaError(
-                f"{self.path}: results database schema version {version}, this attnyolo reads version {SCHEMA_VERSION}"
-            )
+        self.writable = writable
+        # Checked on a read-only connection first, so that a file which is not a results database (empty,
+        # corrupted, another schema) is reported and left exactly as it was, whoever opens it.
+        reader = self._connect_readonly(self.path)
+        try:
+            check_database(self.path, reader)
+        except BaseException:
+            reader.close()
+            raise
+        if writable:
+            reader.close()
+            self._conn = self._connect(self.path)
+        else:
+            self._conn = reader
+
+    @staticmethod
+    def _connect_readonly(path: Path) -> sqlite3.Connection:
+        # mode=ro: SQLite neither creates the file nor writes it (not even the WAL switch a writer makes).
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+        except sqlite3.Error as e:
+            raise StoreError(f"{path}: cannot open the results database ({e}); check its permissions") from None
+        conn.row_factory = sqlite3.Row
+        return conn
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
@@ -158,9 +218,18 @@ class ResultsStore:
         finally:
             conn.close()
         os.replace(tmp, path)  # a half-created database is never seen under the real name
-        return cls(path)
+        return cls(path, writable=True)
 
     def close(self) -> None:
+        if self.writable:
+            # At rest the database is one self-contained file (no -wal/-shm beside it): a copy of ablate.sqlite
+            # alone holds every result, and a read-only reader creates no files. Skipped while another process
+            # has it open (it then stays WAL until the last writer closes).
+            try:
+                self._conn.execute("PRAGMA busy_timeout=0")
+                self._conn.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.OperationalError:
+                pass
         self._conn.close()
 
     def __enter__(self) -> ResultsStore:
@@ -171,8 +240,13 @@ class ResultsStore:
 
     # ------------------------------------------------------------------------------------------------ writes
 
+    def _writer(self) -> sqlite3.Connection:
+        if not self.writable:
+            raise StoreError(f"{self.path} is open read-only: open it with ResultsStore(..., writable=True) to write")
+        return self._conn
+
     def _write(self, sql: str, params: tuple | list = ()) -> None:
-        conn = self._conn
+        conn = self._writer()
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(sql, params)
@@ -183,7 +257,7 @@ class ResultsStore:
 
     def add_runs(self, runs: list[Mapping[str, Any]]) -> None:
         """Insert the grid's runs as ``pending`` (runs already stored are left as they are)."""
-        conn = self._conn
+        conn = self._writer()
         conn.execute("BEGIN IMMEDIATE")
         try:
             for pos, r in enumerate(runs):
@@ -210,7 +284,7 @@ class ResultsStore:
         """Put ``running`` rows whose owner died back to ``pending``; return their run ids."""
         dead = [
             r["run_id"]
-            for r in self._conn.execute("SELECT run_id, owner FROM runs WHERE state='running'")
+            for r in self._read("SELECT run_id, owner FROM runs WHERE state='running'")
             if not owner_alive(r["owner"])
         ]
         for rid in dead:
@@ -219,7 +293,7 @@ class ResultsStore:
 
     def live_owners(self) -> list[str]:
         """Owners of ``running`` rows that are still alive (another driver working on this folder)."""
-        rows = self._conn.execute("SELECT DISTINCT owner FROM runs WHERE state='running'").fetchall()
+        rows = self._read("SELECT DISTINCT owner FROM runs WHERE state='running'")
         return [r["owner"] for r in rows if owner_alive(r["owner"]) and r["owner"] != owner_id()]
 
     def mark_running(self, run_id: str, owner: str | None = None) -> None:
@@ -254,9 +328,18 @@ class ResultsStore:
 
     # ------------------------------------------------------------------------------------------------- reads
 
+    def _read(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as e:  # damaged past its header: a line, not a traceback
+            raise CorruptStoreError(
+                f"{self.path} cannot be read ({e}): restore it from a backup, or {_start_over(self.path)}"
+            ) from None
+
     def grid(self) -> dict:
         """The grid row: ``config, created, finished, wall_seconds, machine, versions, git_rev``."""
-        row = self._conn.execute("SELECT * FROM grid WHERE id = 1").fetchone()
+        rows = self._read("SELECT * FROM grid WHERE id = 1")
+        row = rows[0] if rows else None
         if row is None:
             raise StoreError(f"{self.path}: no grid row")
         d = dict(row)
@@ -271,7 +354,7 @@ class ResultsStore:
             raise StoreError(f"state must be one of {', '.join(STATES)} or None, got {state!r}")
         sql = "SELECT * FROM runs" + (" WHERE state = ?" if state else "") + " ORDER BY position"
         out = []
-        for row in self._conn.execute(sql, (state,) if state else ()):
+        for row in self._read(sql, (state,) if state else ()):
             d = dict(row)
             for key in _JSON:
                 if d.get(key) is not None:
@@ -283,4 +366,4 @@ class ResultsStore:
 
     def integrity(self) -> str:
         """``PRAGMA integrity_check``'s answer (``"ok"`` for a sound file)."""
-        return self._conn.execute("PRAGMA integrity_check").fetchone()[0]
+        return self._read("PRAGMA integrity_check")[0][0]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
 INTERFACE_COLUMNS = (
     "run_id", "variant", "attention", "placement", "hparams", "seed", "state", "error", "params", "gflops",
     "latency_ms", "latency_ratio", "map50", "map50_95", "precision", "recall", "per_class_ap", "epochs",
@@ -69,3 +74,31 @@ def assert_same_rows(a: list[dict], b: list[dict], exact: bool = False) -> None:
         assert len(x["gamma"]) == len(y["gamma"])
         for (e1, l1, g1), (e2, l2, g2) in zip(x["gamma"], y["gamma"], strict=True):
             assert (e1, l1) == (e2, l2) and abs(g1 - g2) <= GAMMA_TOLERANCE, (run_id, e1, l1, g1, g2)
+
+
+def states(db: Path) -> dict[str, str]:
+    if not db.is_file():
+        return {}
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return dict(conn.execute("SELECT run_id, state FROM runs ORDER BY position").fetchall())
+    except sqlite3.OperationalError:  # tables not there yet
+        return {}
+    finally:
+        conn.close()
+
+
+def wait_until_training(folder: Path, proc: subprocess.Popen, timeout: float = 240) -> str:
+    """The id of a variant run inside its training epoch while at least one run is done: its gamma log exists
+    (written when training starts) and its results.csv does not yet (written when the epoch ends)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the grid ended (rc {proc.returncode}) before it could be killed")
+        now = states(folder / "ablate.sqlite")
+        for run_id in (r for r, s in now.items() if s == "running" and "done" in now.values()):
+            run = folder / "runs" / run_id
+            if (run / "attnyolo_gamma.csv").is_file() and not (run / "results.csv").exists():
+                return run_id
+        time.sleep(0.05)
+    raise AssertionError("no run was training in time")

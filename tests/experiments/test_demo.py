@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from attnyolo.cli.app import main
-from attnyolo.experiments.demo import DEMO_RECIPE, DEMO_VARIANTS, DemoError, data_label, demo_grid
+from attnyolo.experiments.demo import (
+    DEMO_RECIPE,
+    DEMO_VARIANTS,
+    DemoError,
+    data_label,
+    demo_command,
+    demo_grid,
+)
+from attnyolo.experiments.grid import resolve
+from attnyolo.experiments.runner import git_rev, machine, versions
+from attnyolo.experiments.store import ResultsStore
 
 
 def test_demo_grid_covers_neck_and_backbone_with_two_seeds():
@@ -40,6 +51,31 @@ def test_demo_bad_yolo_argument_is_one_line_error(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path / "g"), "no_such_arg=1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("attnyolo: error:") and "no_such_arg" in err and len(err.strip().splitlines()) == 1
+
+
+def test_demo_out_holding_another_grid_is_one_short_line_and_leaves_it(tmp_path, capsys):
+    out = tmp_path / "g"
+    stored = resolve(demo_grid(quick=True)).config()  # the quick demo's folder, data at a long path of its own
+    stored["data"] = "/" + "/".join(["a-rather-long-folder-name"] * 8) + "/data.yaml"
+    ResultsStore.create(out, stored, machine(), versions(), git_rev()).close()
+    before = hashlib.sha256((out / "ablate.sqlite").read_bytes()).hexdigest()
+    assert main(["demo", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    print(err)
+    assert len(err.splitlines()) == 1 and len(err) < 250 + len(str(out)) * 2  # one short line, not a grid dump
+    assert f"{out} holds another grid" in err and "give another --out folder" in err
+    assert "data: stored and given differ" in err and "recipe.epochs: stored 1, given 2" in err
+    assert "1 more" in err  # variants: counted, not listed
+    assert hashlib.sha256((out / "ablate.sqlite").read_bytes()).hexdigest() == before
+
+
+def test_demo_resume_command_repeats_the_demo_arguments():
+    """What a Ctrl-C during the demo prints as the command that resumes it (the demo, not a bare ablate)."""
+    assert (
+        demo_command(None, True, Path("runs/x y"), None, {"epochs": 3})
+        == "attnyolo demo --quick --out 'runs/x y' epochs=3"
+    )
+    assert demo_command("my.yaml", False, "g", 3, {}) == "attnyolo demo --data my.yaml --out g --seeds 3"
 
 
 @pytest.mark.slow

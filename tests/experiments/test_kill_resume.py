@@ -4,49 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 import yaml
-from grid_helpers import assert_same_rows, differences
+from grid_helpers import assert_same_rows, differences, states, wait_until_training
 
 from attnyolo.cli import main
 from attnyolo.experiments.store import ResultsStore
 
 pytestmark = pytest.mark.slow
 CLI = "import sys; from attnyolo.cli import main; sys.exit(main(sys.argv[1:]))"
-
-
-def _states(db: Path) -> dict[str, str]:
-    if not db.is_file():
-        return {}
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
-        return dict(conn.execute("SELECT run_id, state FROM runs ORDER BY position").fetchall())
-    except sqlite3.OperationalError:  # tables not there yet
-        return {}
-    finally:
-        conn.close()
-
-
-def _wait_until_training(folder: Path, proc: subprocess.Popen, timeout: float = 240) -> str:
-    """The id of a variant run inside its training epoch while at least one run is done: its gamma log exists
-    (written when training starts) and its results.csv does not yet (written when the epoch ends)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the grid ended (rc {proc.returncode}) before it could be killed")
-        states = _states(folder / "ablate.sqlite")
-        for run_id in (r for r, s in states.items() if s == "running" and "done" in states.values()):
-            run = folder / "runs" / run_id
-            if (run / "attnyolo_gamma.csv").is_file() and not (run / "results.csv").exists():
-                return run_id
-        time.sleep(0.05)
-    raise AssertionError("no run was training in time")
 
 
 def test_sigkill_during_training_then_resume_gives_the_clean_rows(clean_grid, grid_config, tmp_path, capsys):
@@ -56,7 +25,7 @@ def test_sigkill_during_training_then_resume_gives_the_clean_rows(clean_grid, gr
     proc = subprocess.Popen([sys.executable, "-c", CLI, "ablate", str(grid_yaml), "-o", str(folder)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())  # fmt: skip
     try:
-        killed_run = _wait_until_training(folder, proc)
+        killed_run = wait_until_training(folder, proc)
         os.kill(proc.pid, signal.SIGKILL)
         assert not (folder / "runs" / killed_run / "results.csv").exists()  # killed before its epoch ended
         proc.wait(30)
@@ -65,7 +34,7 @@ def test_sigkill_during_training_then_resume_gives_the_clean_rows(clean_grid, gr
             proc.kill()
     leftover = folder / "runs" / f".{killed_run}-start.pt"
     assert leftover.is_file()  # the killed attempt's temporary start file: the kill could not remove it
-    at_kill = _states(folder / "ablate.sqlite")
+    at_kill = states(folder / "ablate.sqlite")
     print(f"killed pid {proc.pid} (rc {proc.returncode}) while {killed_run} was training; states: {at_kill}")
     assert proc.returncode == -signal.SIGKILL and at_kill[killed_run] == "running"
     done_before = {r: s for r, s in at_kill.items() if s == "done"}

@@ -98,7 +98,7 @@ class CoordAttention(nn.Module):
         self.act = create_act(act_layer)
         self.conv_h = nn.Conv2d(rd_channels, channels, 1, bias=bias)
         self.conv_w = nn.Conv2d(rd_channels, channels, 1, bias=bias)
-        self.gate = MultiGate(gate_layer, combine="prod")
+        self.gate = MultiGate(gate_layer, combine="prod", kind="channel_spatial")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -162,7 +162,7 @@ class SimpleCoordAttention(nn.Module):
         self.act = create_act(act_layer)
         self.fc_h = nn.Linear(rd, channels, bias=bias)
         self.fc_w = nn.Linear(rd, channels, bias=bias)
-        self.gate = Gate(gate_layer)
+        self.gate = Gate(gate_layer, kind="channel_spatial")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z_h = mean_pool(x, 3, keepdim=False).transpose(1, 2)  # (B, H, C)
@@ -236,7 +236,7 @@ class EfficientLocalAttention(nn.Module):
         )
         self.norms = nn.ModuleList(nn.GroupNorm(norm_groups, channels) for _ in range(n))
         self.act = create_act(act_layer)
-        self.gate = MultiGate(gate_layer, combine="prod")
+        self.gate = MultiGate(gate_layer, combine="prod", kind="channel_spatial")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # index 0 encodes the H-strip, -1 the W-strip: the same module when shared

@@ -114,7 +114,7 @@ def layout_problem(
         "channel_affinity": f"(..., {c}, {c})",
         "temporal": f"(..., {frames}, {frames})",
         "branch": "(B, K, C[, 1, 1])" if layout != "CK" else "(..., C, K)",
-        "window": "(..., n, m) blocks, not a map over (H, W)",
+        "window": "(..., n, m) blocks",
     }
     if kind == "channel":
         ok = numel == b * c
@@ -136,8 +136,8 @@ def layout_problem(
         else:
             core = _trailing(tuple(shape))
             ok = len(core) == 3 and core[-1] == c and core[1] > 1
-    elif kind == "window":
-        ok = len(shape) >= 3 and tuple(shape[-2:]) != (h, w)
+    elif kind == "window":  # blocks of any size: an axis of a square map is (H, H) = (H, W)
+        ok = len(shape) >= 3
     else:
         return f"unknown gate kind {kind!r}; known: {', '.join(GATE_KINDS)}"
     if ok:

@@ -282,8 +282,8 @@ def gate_layout_problems(m: nn.Module, gates: dict, x: torch.Tensor, frames: int
 @pytest.mark.parametrize("spec", SPECS, ids=ids)
 def test_every_gate_declares_a_kind_that_matches_its_weights(spec: ModuleSpec):
     """Each gate (``gate``, ``*_gate``) declares a valid kind, and on a real forward the weights it returns have
-    that kind's layout, at two channel counts and at non-square sizes (a window size or a group count that only
-    matches one size would fail here)."""
+    that kind's layout, at two channel counts and at square and non-square sizes (a window size or a group count
+    that only matches one size would fail here)."""
     frames = FRAMES if spec.needs_frames else None
     c0 = usable_channels(spec.name)
     checked = 0
@@ -297,7 +297,7 @@ def test_every_gate_declares_a_kind_that_matches_its_weights(spec: ModuleSpec):
         for path, gate in gates.items():
             assert gate.kind in GATE_KINDS, f"{path} declares kind {gate.kind!r}"
             check_gate_kind(gate.kind, gate.layout)
-        for h, w in ((6, 5), (12, 16), (1, 7)):
+        for h, w in ((6, 5), (12, 16), (1, 7), (8, 8)):
             problems, fired = gate_layout_problems(m, gates, make_input(spec, h, w, channels=channels), frames)
             assert not problems, problems
             assert main in fired

@@ -20,20 +20,24 @@ from torch import nn
 from torch.nn.modules import module as _torch_module
 
 from attnyolo.attention._base import check_attention_memory
+from attnyolo.attention.gate_kinds import GateKind, GateModule
 
 DEFAULT_MEMORY_LIMIT_MB = 2048
 
 
-class SoftmaxGate(nn.Module):
+class SoftmaxGate(GateModule):
     """Softmax over dimension ``dim`` (default the last): the exit point of a module's attention weights.
+
+    ``kind`` declares what the weights are (``"self_attention"``, ``"window"``, ``"temporal"``, ... see
+    :mod:`attnyolo.attention.gate_kinds`).
 
     ``observed`` is true when something wants to see the weights (a hook on this module, a global module
     hook, or ``capture``); :func:`softmax_attention` then computes them explicitly instead of through a
     fused kernel.
     """
 
-    def __init__(self, dim: int = -1) -> None:
-        super().__init__()
+    def __init__(self, dim: int = -1, *, kind: GateKind, layout: str | None = None) -> None:
+        super().__init__(kind=kind, layout=layout)
         self.dim = dim
         self.capture = False
 

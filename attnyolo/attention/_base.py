@@ -2,7 +2,8 @@
 
 Every module in the zoo applies its attention weights through one submodule named ``gate``
 (see :class:`Gate`), so :mod:`attnyolo.viz` can capture the weights with a forward hook on
-``module.gate`` for any module, without knowing its internals.
+``module.gate`` for any module, without knowing its internals. Each gate declares its kind
+(:mod:`attnyolo.attention.gate_kinds`), which fixes the layout of the weights it returns.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from attnyolo.attention.gate_kinds import GateKind, GateModule
 
 LayerType = str | type | Callable[..., nn.Module] | None
 
@@ -104,15 +107,16 @@ class SafeBatchNorm1d(_SingleValueSafeBatchNorm, nn.BatchNorm1d):
     """``nn.BatchNorm1d`` that also trains on one value per channel (a one-frame clip at batch 1)."""
 
 
-class Gate(nn.Module):
+class Gate(GateModule):
     """The attention weights' exit point: ``forward(w)`` returns ``activation(w)``.
 
     Modules call ``x * self.gate(logits)``; a forward hook on ``gate`` sees the weights
-    actually applied, whatever the module.
+    actually applied, whatever the module. ``kind`` declares what they are (``"channel"``,
+    ``"spatial"``, ... see :mod:`attnyolo.attention.gate_kinds`); ``layout`` only for branch gates.
     """
 
-    def __init__(self, layer: LayerType = "sigmoid"):
-        super().__init__()
+    def __init__(self, layer: LayerType = "sigmoid", *, kind: GateKind, layout: str | None = None):
+        super().__init__(kind=kind, layout=layout)
         self.fn = create_act(layer)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
@@ -146,8 +150,8 @@ class MultiGate(Gate):
     ``gate`` still sees the full weight map that multiplies ``x``.
     """
 
-    def __init__(self, layer: LayerType = "sigmoid", combine: str = "prod"):
-        super().__init__(layer)
+    def __init__(self, layer: LayerType = "sigmoid", combine: str = "prod", *, kind: GateKind):
+        super().__init__(layer, kind=kind)
         if combine not in ("prod", "sum"):
             raise ValueError(f"combine must be 'prod' or 'sum', got {combine!r}")
         self.combine = combine

@@ -21,6 +21,7 @@ from attnyolo.attention._base import (
     check_odd_kernel,
     check_positive_int,
 )
+from attnyolo.attention.gate_kinds import GateModule
 from attnyolo.attention.self_attention import DEFAULT_MEMORY_LIMIT_MB
 from attnyolo.registry import register
 
@@ -51,7 +52,7 @@ def position_grid(h: int | torch.Tensor, w: int | torch.Tensor, device: torch.de
     return torch.stack([loc_w, loc_h])[None]
 
 
-class _WindowSoftmax(nn.Module):
+class _WindowSoftmax(GateModule):
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
         """(B*heads, k², H, W) -> (B*heads, k², H, W): softmax over the k² window offsets."""
         return logits.softmax(dim=1)  # over the k² window offsets
@@ -115,7 +116,7 @@ class ACmix(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, 1)
         self.conv3 = nn.Conv2d(channels, channels, 1)
         self.conv_p = nn.Conv2d(2, self.head_dim, 1)
-        self.gate = _WindowSoftmax()
+        self.gate = _WindowSoftmax(kind="local")
         self.fc = nn.Conv2d(3 * head, kernel_conv**2, 1, bias=False)
         self.dep_conv = nn.Conv2d(
             kernel_conv**2 * self.head_dim,

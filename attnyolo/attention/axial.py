@@ -126,7 +126,7 @@ class AxialAttention(CapturesAttention, nn.Module):
         check_positive_int("dim_heads", dim_heads)
         self.reversible = bool(reversible)
         self.memory_limit_mb = memory_limit_mb
-        self.gate = SoftmaxGate()
+        self.gate = SoftmaxGate(kind="window")
         self.attn_h = _AxisAttention(channels, heads, dim_heads, 2)
         self.attn_w = _AxisAttention(channels, heads, dim_heads, 3)
         self.ff1 = _feed_forward(channels, ff_mult)

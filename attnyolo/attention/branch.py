@@ -132,7 +132,7 @@ class SelectiveKernel(nn.Module):
         self.bn = SafeBatchNorm2d(hidden)
         self.act = create_act(act_layer)
         self.fc_select = nn.Conv2d(hidden, channels * self.num_paths, 1, bias=False)
-        self.gate = Gate(partial(nn.Softmax, dim=1))  # softmax across branches
+        self.gate = Gate(partial(nn.Softmax, dim=1), kind="branch")  # softmax across branches
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
@@ -238,7 +238,7 @@ class SplitAttention(nn.Module):
         self.bn1 = SafeBatchNorm2d(hidden) if use_bn else nn.Identity()
         self.act1 = create_act(act_layer)
         self.fc2 = nn.Conv2d(hidden, mid, 1, groups=groups)
-        self.gate = Gate(partial(_RadixSoftmax, radix, groups))
+        self.gate = Gate(partial(_RadixSoftmax, radix, groups), kind="branch")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""

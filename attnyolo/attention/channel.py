@@ -88,7 +88,7 @@ class SqueezeExcite(ScalesInput, nn.Module):
         self.fc1 = nn.Conv2d(channels, hidden, 1, bias=bias)
         self.act = create_act(act_layer)
         self.fc2 = nn.Conv2d(hidden, channels, 1, bias=bias)
-        self.gate = Gate(gate_layer)
+        self.gate = Gate(gate_layer, kind="channel")
 
     def attention_scale(self, x: torch.Tensor) -> torch.Tensor:
         z = mean_pool(x, (2, 3))  # squeeze, Eq. 2
@@ -121,7 +121,7 @@ class EffectiveSqueezeExcite(ScalesInput, nn.Module):
         check_positive_int("channels", channels)
         self.add_maxpool = bool(add_maxpool)
         self.fc = nn.Conv2d(channels, channels, 1, bias=True)
-        self.gate = Gate(gate_layer)
+        self.gate = Gate(gate_layer, kind="channel")
 
     def attention_scale(self, x: torch.Tensor) -> torch.Tensor:
         z = mean_pool(x, (2, 3))
@@ -273,7 +273,7 @@ class EfficientChannelAttention(ScalesInput, nn.Module):
             self.conv = nn.Conv1d(1, 1, kernel_size, padding=conv_pad, bias=False)
             self.act = None
             self.conv2 = None
-        self.gate = Gate(gate_layer)
+        self.gate = Gate(gate_layer, kind="channel")
 
     def _pad(self, y: torch.Tensor) -> torch.Tensor:
         return y if self.circular_index is None else y.index_select(-1, self.circular_index)
@@ -330,7 +330,7 @@ class GatedChannelTransform(ScalesInput, nn.Module):
         self.alpha = nn.Parameter(torch.ones(1, channels, 1, 1))
         self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
-        self.gate = Gate(_OnePlusTanh)
+        self.gate = Gate(_OnePlusTanh, kind="channel")
 
     def attention_scale(self, x: torch.Tensor) -> torch.Tensor:
         acc = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype  # x^2 summed overflows fp16
@@ -387,7 +387,7 @@ class StyleRecalibration(ScalesInput, nn.Module):
         self.cfc = nn.Conv1d(channels, channels, kernel_size=2, groups=channels, bias=False)
         nn.init.zeros_(self.cfc.weight)
         self.bn = SafeBatchNorm2d(channels)
-        self.gate = Gate(gate_layer)
+        self.gate = Gate(gate_layer, kind="channel")
 
     def attention_scale(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -526,7 +526,7 @@ class FrequencyChannelAttention(ScalesInput, nn.Module):
         self.fc1 = nn.Linear(channels, hidden, bias=False)
         self.act = create_act(act_layer)
         self.fc2 = nn.Linear(hidden, channels, bias=False)
-        self.gate = Gate(gate_layer)
+        self.gate = Gate(gate_layer, kind="channel")
 
     def _pool(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

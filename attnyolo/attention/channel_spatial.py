@@ -31,6 +31,7 @@ from attnyolo.attention._base import (
     mean_pool,
     reduced_channels,
 )
+from attnyolo.attention.gate_kinds import GateModule
 from attnyolo.attention.spatial import UltralyticsSpatialAttention, mean_max
 from attnyolo.registry import register
 
@@ -111,9 +112,9 @@ class CBAM(nn.Module):
         check_odd_kernel("spatial_kernel_size", spatial_kernel_size)
         rd = reduced_channels(channels, rd_ratio, rd_channels, rd_divisor)
         self.mlp = _Mlp(channels, rd, act_layer, mlp_bias)
-        self.channel_gate = Gate(gate_layer)
+        self.channel_gate = Gate(gate_layer, kind="channel")
         self.spatial = _spatial_conv(2, spatial_kernel_size, momentum=0.01)
-        self.gate = Gate(gate_layer)
+        self.gate = Gate(gate_layer, kind="spatial")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
@@ -167,9 +168,9 @@ class LightCBAM(nn.Module):
         check_odd_kernel("spatial_kernel_size", spatial_kernel_size)
         rd = reduced_channels(channels, rd_ratio, rd_channels, rd_divisor)
         self.mlp = _Mlp(channels, rd, act_layer, mlp_bias)
-        self.channel_gate = Gate(gate_layer)
+        self.channel_gate = Gate(gate_layer, kind="channel")
         self.spatial = _spatial_conv(1, spatial_kernel_size)
-        self.gate = Gate(gate_layer)
+        self.gate = Gate(gate_layer, kind="spatial")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
@@ -185,7 +186,7 @@ class _UltralyticsChannelAttention(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.fc = nn.Conv2d(channels, channels, 1, bias=True)
-        self.gate = Gate("sigmoid")
+        self.gate = Gate("sigmoid", kind="channel")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
@@ -298,7 +299,7 @@ class BAM(nn.Module):
             spatial += [SafeBatchNorm2d(rd), create_act(act_layer)]
         spatial += [nn.Conv2d(rd, 1, 1)]
         self.spatial_att = nn.Sequential(*spatial)
-        self.gate = Gate(gate_layer)
+        self.gate = Gate(gate_layer, kind="channel_spatial")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
@@ -307,12 +308,12 @@ class BAM(nn.Module):
         return x + x * self.gate(mc + ms if self.fuse == "add" else mc * ms)
 
 
-class _ConcurrentGate(nn.Module):
+class _ConcurrentGate(GateModule):
     """scSE's combined weights: ``sigmoid(c) + sigmoid(s)`` for ``"add"``; for ``"max"`` the weight that
     ``max(x * sigmoid(c), x * sigmoid(s))`` applies (the larger gate where ``x >= 0``, the smaller elsewhere)."""
 
-    def __init__(self, layer: LayerType, fuse: str):
-        super().__init__()
+    def __init__(self, layer: LayerType, fuse: str, *, kind: str):
+        super().__init__(kind=kind)
         self.fn = create_act(layer)
         self.fuse = fuse
 
@@ -371,18 +372,18 @@ class SCSE(nn.Module):
         rd = reduced_channels(channels, rd_ratio, rd_channels, rd_divisor)
         self.cse = _Mlp(channels, rd, act_layer, bias=True)
         self.sse = nn.Conv2d(channels, 1, 1)
-        self.gate = _ConcurrentGate(gate_layer, fuse)
+        self.gate = _ConcurrentGate(gate_layer, fuse, kind="channel_spatial")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
         return x * self.gate(self.cse(mean_pool(x, (2, 3))), self.sse(x), x)
 
 
-class _MeanGate(nn.Module):
+class _MeanGate(GateModule):
     """Triplet attention's applied weights: the mean of the branches' gated maps, broadcast to ``(B, C, H, W)``."""
 
-    def __init__(self, layer: LayerType):
-        super().__init__()
+    def __init__(self, layer: LayerType, *, kind: str):
+        super().__init__(kind=kind)
         self.fn = create_act(layer)
 
     def forward(self, *logits: torch.Tensor) -> torch.Tensor:
@@ -435,7 +436,7 @@ class TripletAttention(nn.Module):
         self.cw = _spatial_conv(2, kernel_size, momentum=0.01)
         self.hc = _spatial_conv(2, kernel_size, momentum=0.01)
         self.hw = None if no_spatial else _spatial_conv(2, kernel_size, momentum=0.01)
-        self.gate = _MeanGate(gate_layer)
+        self.gate = _MeanGate(gate_layer, kind="channel_spatial")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
@@ -472,7 +473,7 @@ class SimAM(nn.Module):
         check_positive_int("channels", channels)
         check_positive("e_lambda", e_lambda)
         self.e_lambda = float(e_lambda)
-        self.gate = Gate("sigmoid")
+        self.gate = Gate("sigmoid", kind="channel_spatial")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
@@ -529,7 +530,7 @@ class GAM(nn.Module):
         check_odd_kernel("kernel_size", kernel_size)
         rd = reduced_channels(channels, rd_ratio, rd_channels, rd_divisor)
         self.channel_mlp = nn.Sequential(nn.Linear(channels, rd), create_act(act_layer), nn.Linear(rd, channels))
-        self.channel_gate = Gate(gate_layer)
+        self.channel_gate = Gate(gate_layer, kind="channel_spatial")
         pad = kernel_size // 2
         self.spatial = nn.Sequential(
             nn.Conv2d(channels, rd, kernel_size, padding=pad),
@@ -538,7 +539,7 @@ class GAM(nn.Module):
             nn.Conv2d(rd, channels, kernel_size, padding=pad),
             SafeBatchNorm2d(channels),
         )
-        self.gate = Gate(gate_layer)
+        self.gate = Gate(gate_layer, kind="channel_spatial")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""

@@ -98,7 +98,7 @@ class CoordAttention(nn.Module):
         self.act = create_act(act_layer)
         self.conv_h = nn.Conv2d(rd_channels, channels, 1, bias=bias)
         self.conv_w = nn.Conv2d(rd_channels, channels, 1, bias=bias)
-        self.gate = MultiGate(gate_layer, combine="prod")
+        self.gate = MultiGate(gate_layer, combine="prod", kind="channel_spatial")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
@@ -163,7 +163,7 @@ class SimpleCoordAttention(nn.Module):
         self.act = create_act(act_layer)
         self.fc_h = nn.Linear(rd, channels, bias=bias)
         self.fc_w = nn.Linear(rd, channels, bias=bias)
-        self.gate = Gate(gate_layer)
+        self.gate = Gate(gate_layer, kind="channel_spatial")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
@@ -238,7 +238,7 @@ class EfficientLocalAttention(nn.Module):
         )
         self.norms = nn.ModuleList(nn.GroupNorm(norm_groups, channels) for _ in range(n))
         self.act = create_act(act_layer)
-        self.gate = MultiGate(gate_layer, combine="prod")
+        self.gate = MultiGate(gate_layer, combine="prod", kind="channel_spatial")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""

@@ -99,8 +99,8 @@ class ContextualTransformer(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(attn_chs, radix * c, 1),
         )
-        self.gate = Gate("identity")
-        self.radix_gate = Gate(lambda: nn.Softmax(dim=2))
+        self.gate = Gate("identity", kind="local")
+        self.radix_gate = Gate(lambda: nn.Softmax(dim=2), kind="branch", layout="CK")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""

@@ -121,7 +121,7 @@ class DeformableAttention(nn.Module):
         self.proj_out = nn.Conv2d(channels, channels, 1)
         self.rpe_table = nn.Parameter(torch.zeros(num_heads, 2 * fh - 1, 2 * fw - 1))
         nn.init.trunc_normal_(self.rpe_table, std=0.01)
-        self.gate = SoftmaxGate()
+        self.gate = SoftmaxGate(kind="self_attention")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""

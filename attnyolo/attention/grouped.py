@@ -78,7 +78,7 @@ class SpatialGroupEnhance(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.zeros(1, groups, 1, 1))
         self.bias = nn.Parameter(torch.ones(1, groups, 1, 1))
-        self.gate = Gate(gate_layer)
+        self.gate = Gate(gate_layer, kind="spatial")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
@@ -133,7 +133,7 @@ class ShuffleAttention(nn.Module):
         self.sweight = nn.Parameter(torch.zeros(1, half, 1, 1))
         self.sbias = nn.Parameter(torch.ones(1, half, 1, 1))
         self.gn = nn.GroupNorm(half, half)
-        self.gate = Gate(gate_layer)
+        self.gate = Gate(gate_layer, kind="channel_spatial")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
@@ -183,7 +183,7 @@ class EfficientMultiScaleAttention(nn.Module):
         self.conv1x1 = nn.Conv2d(cg, cg, 1)
         self.conv3x3 = nn.Conv2d(cg, cg, 3, padding=1)
         self.gn = nn.GroupNorm(cg, cg)
-        self.gate = Gate(gate_layer)
+        self.gate = Gate(gate_layer, kind="spatial")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""

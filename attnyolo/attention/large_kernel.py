@@ -84,7 +84,7 @@ class LargeSeparableKernelAttention(nn.Module):
         self.conv0h, self.conv0v = _strip_pair(channels, local)
         self.conv_spatial_h, self.conv_spatial_v = _strip_pair(channels, dilated, dilation)
         self.conv1 = nn.Conv2d(channels, channels, 1)
-        self.gate = Gate("identity")
+        self.gate = Gate("identity", kind="channel_spatial")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
@@ -129,7 +129,7 @@ class MultiScaleConvAttention(nn.Module):
         self.conv1_1, self.conv1_2 = _strip_pair(channels, kernel_sizes[1])
         self.conv2_1, self.conv2_2 = _strip_pair(channels, kernel_sizes[2])
         self.conv3 = nn.Conv2d(channels, channels, 1)
-        self.gate = Gate("identity")
+        self.gate = Gate("identity", kind="channel_spatial")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
@@ -199,7 +199,7 @@ class ContextAnchorAttention(nn.Module):
         self.h_conv = nn.Conv2d(c, c, (1, h_kernel_size), padding=(0, h_kernel_size // 2), groups=c)
         self.v_conv = nn.Conv2d(c, c, (v_kernel_size, 1), padding=(v_kernel_size // 2, 0), groups=c)
         self.conv2 = _ConvBNAct(channels, act_layer)
-        self.gate = Gate(gate_layer)
+        self.gate = Gate(gate_layer, kind="channel_spatial")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""

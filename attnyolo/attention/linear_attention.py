@@ -22,13 +22,14 @@ from torch import nn
 
 from attnyolo.attention._base import SafeBatchNorm2d, check_divisible, check_positive_int
 from attnyolo.attention._sliding import resize_mean
+from attnyolo.attention.gate_kinds import GateModule
 from attnyolo.attention.self_attention import SoftmaxGate, _pair, softmax_attention
 from attnyolo.registry import register
 
 # ---- external attention ------------------------------------------------------------------------------------
 
 
-class _DoubleNormGate(nn.Module):
+class _DoubleNormGate(GateModule):
     """EANet's double normalisation of ``(B, S, N)`` logits: softmax over positions, then l1 over the units."""
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
@@ -74,7 +75,7 @@ class ExternalAttention(nn.Module):
         self.linear_0 = nn.Conv1d(channels, memory_units, 1, bias=False)  # M_k
         self.linear_1 = nn.Conv1d(memory_units, channels, 1, bias=False)  # M_v
         self.conv2 = nn.Sequential(nn.Conv2d(channels, channels, 1, bias=False), SafeBatchNorm2d(channels))
-        self.gate = _DoubleNormGate()
+        self.gate = _DoubleNormGate(kind="spatial")
         # The official initialisation: normal(0, sqrt(2 / fan_out)) for the convs, M_v = M_kᵀ.
         for conv in (self.conv1, self.linear_0, self.conv2[0]):
             fan_out = conv.weight.shape[0] * conv.weight[0, 0].numel()
@@ -133,7 +134,7 @@ class SeparableSelfAttention(nn.Module):
         self.channels = channels
         self.qkv_proj = nn.Conv2d(channels, 1 + 2 * channels, 1)
         self.out_proj = nn.Conv2d(channels, channels, 1)
-        self.gate = SoftmaxGate()
+        self.gate = SoftmaxGate(kind="spatial")
 
     def _patches(self, t: torch.Tensor) -> torch.Tensor:
         """``(B, D, H', W')`` with H', W' multiples of the patch -> ``(B, D, P, N)`` as ml-cvnets unfolds."""
@@ -238,8 +239,8 @@ class AgentAttention(nn.Module):
         self.wa_bias = nn.Parameter(torch.zeros(1, num_heads, 1, fw, agent_num))
         for p in (self.an_bias, self.na_bias, self.ah_bias, self.aw_bias, self.ha_bias, self.wa_bias):
             nn.init.trunc_normal_(p, std=0.02)
-        self.agent_gate = SoftmaxGate()
-        self.gate = SoftmaxGate()
+        self.agent_gate = SoftmaxGate(kind="spatial")
+        self.gate = SoftmaxGate(kind="self_attention")
 
     def _biases(self, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Agent -> position ``(1, heads, n, N)`` and position -> agent ``(1, heads, N, n)`` biases at ``h x w``."""

@@ -27,14 +27,15 @@ from attnyolo.attention._base import (
 )
 from attnyolo.attention._sliding import resize_mean
 from attnyolo.attention.channel import eca_kernel_size
+from attnyolo.attention.gate_kinds import GateModule
 from attnyolo.registry import register
 
 
-class _MixedUnpoolGate(nn.Module):
+class _MixedUnpoolGate(GateModule):
     """MLCA's weights: ``unpool((1 - w) sigmoid(global) + w sigmoid(local))`` back to the input size."""
 
-    def __init__(self, local_weight: float):
-        super().__init__()
+    def __init__(self, local_weight: float, *, kind: str):
+        super().__init__(kind=kind)
         self.local_weight = local_weight
 
     def forward(self, local_logits: torch.Tensor, global_logits: torch.Tensor, height: int, width: int):
@@ -85,7 +86,7 @@ class MixedLocalChannelAttention(nn.Module):
         self.local_size = local_size
         self.conv = nn.Conv1d(1, 1, k, padding=(k - 1) // 2, bias=False)
         self.conv_local = nn.Conv1d(1, 1, k, padding=(k - 1) // 2, bias=False)
-        self.gate = _MixedUnpoolGate(local_weight)
+        self.gate = _MixedUnpoolGate(local_weight, kind="channel_spatial")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
@@ -139,13 +140,13 @@ class ChannelPriorConvAttention(nn.Module):
         self.ca = nn.Module()
         self.ca.fc1 = nn.Conv2d(channels, hidden, 1)
         self.ca.fc2 = nn.Conv2d(hidden, channels, 1)
-        self.channel_gate = MultiGate("sigmoid", combine="sum")
+        self.channel_gate = MultiGate("sigmoid", combine="sum", kind="channel")
         c = channels
         self.dconv5_5 = nn.Conv2d(c, c, 5, padding=2, groups=c)
         for k in (7, 11, 21):
             setattr(self, f"dconv1_{k}", nn.Conv2d(c, c, (1, k), padding=(0, k // 2), groups=c))
             setattr(self, f"dconv{k}_1", nn.Conv2d(c, c, (k, 1), padding=(k // 2, 0), groups=c))
-        self.gate = Gate("identity")
+        self.gate = Gate("identity", kind="channel_spatial")
 
     def _mlp(self, v: torch.Tensor) -> torch.Tensor:
         return self.ca.fc2(torch.relu(self.ca.fc1(v)))

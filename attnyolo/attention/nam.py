@@ -40,7 +40,7 @@ class NormalizationAttention(nn.Module):
         super().__init__()
         check_positive_int("channels", channels)
         self.bn = SafeBatchNorm2d(channels, affine=True)
-        self.gate = Gate(gate_layer)
+        self.gate = Gate(gate_layer, kind="channel_spatial")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""

@@ -34,6 +34,7 @@ from attnyolo.attention._base import (
     create_act,
     reduced_channels,
 )
+from attnyolo.attention.gate_kinds import GateModule
 from attnyolo.registry import register
 
 _NL_PAPER = "Non-local Neural Networks"
@@ -133,7 +134,7 @@ class NonLocal(CapturesAttention, nn.Module):
         self.phi = nn.Conv2d(channels, inner, 1)
         self.g = nn.Conv2d(channels, inner, 1)
         self.pool = nn.MaxPool2d(2, 2, ceil_mode=True) if sub_sample else nn.Identity()
-        self.gate = SoftmaxGate()
+        self.gate = SoftmaxGate(kind="self_attention")
         self.w = nn.Conv2d(inner, channels, 1)
         self.norm = nn.BatchNorm2d(channels)
         self.scale = channels**-0.5 if use_scale else 1.0
@@ -163,7 +164,7 @@ class NonLocal(CapturesAttention, nn.Module):
         return x + self.norm(self.w(y))
 
 
-class _NormalisedSigmoid(nn.Module):
+class _NormalisedSigmoid(GateModule):
     """BAT's attention weights: ``sigmoid`` normalised to sum to 1 over the last axis."""
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
@@ -250,7 +251,7 @@ class BAT(nn.Module):
         self.embed = _conv_bn_act(rd, groups, act_layer)
         self.conv_p = nn.Conv2d(groups, block_size * block_size * groups, (block_size, 1))
         self.conv_q = nn.Conv2d(groups, block_size * block_size * groups, (1, block_size))
-        self.gate = _NormalisedSigmoid()
+        self.gate = _NormalisedSigmoid(kind="window")
         self.mix = _conv_bn_act(rd, rd, act_layer)
         self.expand = _conv_bn_act(rd, channels, act_layer)
         self.drop = nn.Dropout2d(drop_rate)
@@ -333,7 +334,7 @@ class CrissCrossAttention(nn.Module):
         self.query = nn.Conv2d(channels, inner, 1)
         self.key = nn.Conv2d(channels, inner, 1)
         self.value = nn.Conv2d(channels, channels, 1)
-        self.gate = SoftmaxGate()
+        self.gate = SoftmaxGate(kind="window")
         self.gamma = nn.Parameter(torch.zeros(1))
         self.recurrence = recurrence
 
@@ -413,8 +414,8 @@ class DualAttention(CapturesAttention, nn.Module):
         self.query = nn.Conv2d(channels, inner, 1)
         self.key = nn.Conv2d(channels, inner, 1)
         self.value = nn.Conv2d(channels, channels, 1)
-        self.gate = SoftmaxGate()
-        self.channel_gate = SoftmaxGate()
+        self.gate = SoftmaxGate(kind="self_attention")
+        self.channel_gate = SoftmaxGate(kind="channel_affinity")
         self.gamma_pos = nn.Parameter(torch.zeros(1))
         self.gamma_ch = nn.Parameter(torch.zeros(1))
         self.memory_limit_mb = memory_limit_mb
@@ -495,8 +496,8 @@ class DoubleAttention(nn.Module):
         self.conv_a = nn.Conv2d(channels, m, 1)
         self.conv_b = nn.Conv2d(channels, n, 1)
         self.conv_v = nn.Conv2d(channels, n, 1)
-        self.gate = SoftmaxGate()  # gathering: over positions
-        self.distribute_gate = SoftmaxGate(dim=1)  # distribution: over descriptors
+        self.gate = SoftmaxGate(kind="spatial")  # gathering: over positions
+        self.distribute_gate = SoftmaxGate(dim=1, kind="spatial")  # distribution: over descriptors
         self.proj = nn.Conv2d(m, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -70,7 +70,7 @@ class OutlookAttention(nn.Module):
         self.v = nn.Linear(channels, channels, bias=qkv_bias)
         self.attn = nn.Linear(channels, kernel_size**4 * num_heads)
         self.proj = nn.Linear(channels, channels)
-        self.gate = SoftmaxGate()
+        self.gate = SoftmaxGate(kind="window")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""

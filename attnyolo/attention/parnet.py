@@ -50,7 +50,7 @@ class ParNetAttention(nn.Module):
         self.conv1x1 = _conv_bn(channels, 1)
         self.identity = SafeBatchNorm2d(channels)
         self.sse = nn.Conv2d(channels, channels, 1, bias=False)
-        self.gate = Gate(gate_layer)
+        self.gate = Gate(gate_layer, kind="channel")
         self.act = create_act(act_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

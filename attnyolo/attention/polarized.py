@@ -76,7 +76,7 @@ class PolarizedSelfAttention(nn.Module):
         self.ch_norm = nn.LayerNorm(channels)
         self.sp_wq = nn.Conv2d(channels, mid, 1, bias=False)
         self.sp_wv = nn.Conv2d(channels, mid, 1, bias=False)
-        self.gate = MultiGate(gate_layer, combine="sum" if layout == "parallel" else "prod")
+        self.gate = MultiGate(gate_layer, combine="sum" if layout == "parallel" else "prod", kind="channel_spatial")
         for conv in (self.ch_wq, self.ch_wv, self.sp_wq, self.sp_wv):
             nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
 

@@ -88,7 +88,7 @@ class BiLevelRoutingAttention(nn.Module):
         self.qkv = nn.Linear(channels, 3 * channels, bias=qkv_bias)
         self.wo = nn.Linear(channels, channels)
         self.lepe = nn.Conv2d(channels, channels, side_dwconv, padding=side_dwconv // 2, groups=channels)
-        self.gate = SoftmaxGate()
+        self.gate = SoftmaxGate(kind="window")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""

@@ -95,7 +95,7 @@ class SEAM(nn.Module):
         self.act = create_act(act_layer)
         self.fc2 = nn.Linear(hidden, channels, bias=False)
         # the paper's exp(sigmoid(.)) by name (not one of the shared activations); any other gate as usual
-        self.gate = Gate(_ExpSigmoid if gate_layer == "exp_sigmoid" else gate_layer)
+        self.gate = Gate(_ExpSigmoid if gate_layer == "exp_sigmoid" else gate_layer, kind="channel")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""

@@ -97,7 +97,7 @@ class SecondOrderChannelAttention(nn.Module):
         self.fc1 = nn.Conv2d(channels, hidden, 1)
         self.act = create_act(act_layer)
         self.fc2 = nn.Conv2d(hidden, channels, 1)
-        self.gate = Gate(gate_layer)
+        self.gate = Gate(gate_layer, kind="channel")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""

@@ -135,7 +135,7 @@ class SAGANAttention(CapturesAttention, nn.Module):
         self.key = nn.Conv2d(channels, qk, 1)
         self.value = nn.Conv2d(channels, channels, 1)
         self.gamma = nn.Parameter(torch.zeros(1))  # starts as the identity (paper, Sec. 3)
-        self.gate = SoftmaxGate()
+        self.gate = SoftmaxGate(kind="self_attention")
         self.memory_limit_mb = memory_limit_mb
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -209,7 +209,7 @@ class MHSA(CapturesAttention, nn.Module):
         self.value = nn.Conv2d(channels, channels, 1, bias=qkv_bias)
         self.rel_h = nn.Parameter(torch.empty(num_heads, dim_head, fh))
         self.rel_w = nn.Parameter(torch.empty(num_heads, dim_head, fw))
-        self.gate = SoftmaxGate()
+        self.gate = SoftmaxGate(kind="self_attention")
         self.memory_limit_mb = memory_limit_mb
         for conv in (self.query, self.key, self.value):
             _trunc_normal_fan_in(conv)
@@ -305,7 +305,7 @@ class BottleneckAttn(CapturesAttention, nn.Module):
         self.qkv = nn.Conv2d(channels, num_heads * (2 * self.dim_head_qk + self.dim_head_v), 1, bias=qkv_bias)
         self.rel_height = nn.Parameter(torch.empty(2 * self.feat_size[0] - 1, self.dim_head_qk))
         self.rel_width = nn.Parameter(torch.empty(2 * self.feat_size[1] - 1, self.dim_head_qk))
-        self.gate = SoftmaxGate()
+        self.gate = SoftmaxGate(kind="self_attention")
         self.memory_limit_mb = memory_limit_mb
         _trunc_normal_fan_in(self.qkv)
         nn.init.trunc_normal_(self.rel_height, std=self.scale)
@@ -397,7 +397,7 @@ class HaloAttn(CapturesAttention, nn.Module):
         self.kv = nn.Conv2d(channels, num_heads * (self.dim_head_qk + self.dim_head_v), 1, bias=qkv_bias)
         self.rel_height = nn.Parameter(torch.empty(2 * self.win_size - 1, self.dim_head_qk))
         self.rel_width = nn.Parameter(torch.empty(2 * self.win_size - 1, self.dim_head_qk))
-        self.gate = SoftmaxGate()
+        self.gate = SoftmaxGate(kind="window")
         std = channels**-0.5
         nn.init.trunc_normal_(self.q.weight, std=std)
         nn.init.trunc_normal_(self.kv.weight, std=std)
@@ -496,7 +496,7 @@ class LambdaLayer(nn.Module):
         self.norm_q = nn.BatchNorm2d(num_heads * self.dim_qk)
         self.norm_v = nn.BatchNorm2d(self.dim_v)
         self.conv_lambda = nn.Conv2d(1, self.dim_qk, r, padding=r // 2)
-        self.gate = SoftmaxGate()
+        self.gate = SoftmaxGate(kind="spatial")
         _trunc_normal_fan_in(self.qkv)
         nn.init.trunc_normal_(self.conv_lambda.weight, std=self.dim_qk**-0.5)
 

@@ -34,6 +34,7 @@ from attnyolo.attention._base import (
     mean_pool,
     reduced_channels,
 )
+from attnyolo.attention.gate_kinds import GateModule
 from attnyolo.registry import register
 
 _CBAM = "CBAM: Convolutional Block Attention Module"
@@ -47,7 +48,7 @@ def mean_max(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([mean_pool(x, 1), channel_max(x)], dim=1)
 
 
-class SpatialSoftmax(nn.Module):
+class SpatialSoftmax(GateModule):
     """Softmax over all positions of ``(B, 1, H, W)`` logits: the weights of an attention pooling."""
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
@@ -84,7 +85,7 @@ class SpatialAttention(ScalesInput, nn.Module):
         check_odd_kernel("kernel_size", kernel_size)
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
         self.bn = SafeBatchNorm2d(1, momentum=0.01) if use_bn else nn.Identity()
-        self.gate = Gate(gate_layer)
+        self.gate = Gate(gate_layer, kind="spatial")
 
     def attention_scale(self, x: torch.Tensor) -> torch.Tensor:
         return self.gate(self.bn(self.conv(mean_max(x))))
@@ -117,7 +118,7 @@ class UltralyticsSpatialAttention(ScalesInput, nn.Module):
         if kernel_size not in (3, 7):
             raise ValueError(f"kernel_size must be 3 or 7 (as Ultralytics' SpatialAttention), got {kernel_size!r}")
         self.cv1 = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
-        self.gate = Gate("sigmoid")
+        self.gate = Gate("sigmoid", kind="spatial")
 
     def attention_scale(self, x: torch.Tensor) -> torch.Tensor:
         return self.gate(self.cv1(mean_max(x)))
@@ -202,7 +203,7 @@ class GatherExcite(ScalesInput, nn.Module):
             self.mlp = nn.Sequential(nn.Conv2d(channels, rd, 1), create_act(act_layer), nn.Conv2d(rd, channels, 1))
         else:
             self.mlp = nn.Identity()
-        self.gate = Gate(gate_layer)
+        self.gate = Gate(gate_layer, kind="channel" if extent == 0 else "channel_spatial")
 
     def _gather(self, x: torch.Tensor) -> torch.Tensor:
         if self.gather is not None:
@@ -309,10 +310,10 @@ class GlobalContext(nn.Module):
             raise ValueError("fuse_add and fuse_scale are both False: at least one fusion is needed")
         rd = reduced_channels(channels, rd_ratio, rd_channels, rd_divisor)
         self.conv_attn = nn.Conv2d(channels, 1, 1) if use_attn else None
-        self.gate = SpatialSoftmax()
+        self.gate = SpatialSoftmax(kind="spatial")
         self.mlp_add = _ContextTransform(channels, rd, act_layer) if fuse_add else None
         self.mlp_scale = _ContextTransform(channels, rd, act_layer) if fuse_scale else None
-        self.scale_gate = Gate(gate_layer) if fuse_scale else None
+        self.scale_gate = Gate(gate_layer, kind="channel") if fuse_scale else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -388,7 +389,7 @@ class StripAttention(nn.Module):
         else:
             self.conv_h = nn.Identity()
             self.conv_w = nn.Identity()
-        self.gate = Gate(gate_layer)
+        self.gate = Gate(gate_layer, kind="channel_spatial")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""

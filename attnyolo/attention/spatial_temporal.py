@@ -158,14 +158,14 @@ class DividedSpaceTimeAttention(CapturesAttention, nn.Module):
         self.heads, self.memory_limit_mb = heads, memory_limit_mb
         self.time_norm = nn.LayerNorm(channels)
         self.time_qkv = nn.Linear(channels, 3 * channels, bias=qkv_bias)
-        self.time_gate = SoftmaxGate()
+        self.time_gate = SoftmaxGate(kind="temporal")
         self.time_proj = nn.Linear(channels, channels)
         self.time_fc = nn.Linear(channels, channels)
         nn.init.zeros_(self.time_fc.weight)
         nn.init.zeros_(self.time_fc.bias)
         self.space_norm = nn.LayerNorm(channels)
         self.space_qkv = nn.Linear(channels, 3 * channels, bias=qkv_bias)
-        self.gate = SoftmaxGate()
+        self.gate = SoftmaxGate(kind="self_attention")
         self.space_proj = nn.Linear(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

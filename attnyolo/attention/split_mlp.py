@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from attnyolo.attention._base import check_positive_int, create_act
+from attnyolo.attention.gate_kinds import GateModule
 from attnyolo.registry import register
 
 
@@ -42,7 +43,7 @@ def spatial_shift(x: torch.Tensor, first_axis: int) -> torch.Tensor:
     return torch.cat(parts, 1)
 
 
-class _BranchSoftmax(nn.Module):
+class _BranchSoftmax(GateModule):
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, K, C) -> (B, K, C): softmax over the K branches."""
         return logits.softmax(dim=1)
@@ -82,7 +83,7 @@ class S2Attention(nn.Module):
         self.attn_fc1 = nn.Linear(channels, channels, bias=False)
         self.act = create_act(act_layer)
         self.attn_fc2 = nn.Linear(channels, channels * self.branches, bias=False)
-        self.gate = _BranchSoftmax()
+        self.gate = _BranchSoftmax(kind="branch")
         self.mlp2 = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -137,14 +137,14 @@ class TAM(nn.Module):
             create_act(act_layer),
             nn.Conv1d(hidden, channels, 1, bias=False),
         )
-        self.gate = Gate(gate_layer)
+        self.gate = Gate(gate_layer, kind="channel")
         self.kernel_mlp = nn.Sequential(
             nn.Linear(frames, frames * alpha, bias=False),
             SafeBatchNorm1d(frames * alpha),
             create_act(act_layer),
             nn.Linear(frames * alpha, kernel_size, bias=False),
         )
-        self.kernel_gate = SoftmaxGate()
+        self.kernel_gate = SoftmaxGate(kind="branch", layout="CK")
         self.kernel_size = kernel_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -206,7 +206,7 @@ class TemporalMHSA(CapturesAttention, nn.Module):
         self.norm = nn.LayerNorm(channels)
         self.register_buffer("pos", sinusoidal_encoding(frames, channels), persistent=False)
         self.qkv = nn.Linear(channels, 3 * channels, bias=qkv_bias)
-        self.gate = SoftmaxGate()
+        self.gate = SoftmaxGate(kind="temporal")
         self.proj = nn.Linear(channels, channels)
         self.gamma = nn.Parameter(torch.zeros(1))
 
@@ -294,7 +294,7 @@ class GLTR(CapturesAttention, nn.Module):
         self.query = nn.Sequential(nn.Conv3d(pyramid, inner, 1), nn.BatchNorm3d(inner), create_act(act_layer))
         self.key = nn.Sequential(nn.Conv3d(pyramid, inner, 1), nn.BatchNorm3d(inner), create_act(act_layer))
         self.value = nn.Conv3d(pyramid, inner, 1)
-        self.gate = SoftmaxGate()
+        self.gate = SoftmaxGate(kind="temporal")
         self.out = nn.Conv3d(inner, pyramid, 1)
         self.fuse = nn.Conv3d(pyramid, channels, 1, bias=False)
         self.norm = nn.BatchNorm3d(channels)

@@ -129,7 +129,7 @@ class DETREncoderLayer(CapturesAttention, nn.Module):
         self.act = create_act(act_layer)
         self.norm1, self.norm2 = nn.LayerNorm(channels), nn.LayerNorm(channels)
         self.drop, self.drop1, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout), nn.Dropout(dropout)
-        self.gate = SoftmaxGate()
+        self.gate = SoftmaxGate(kind="self_attention")
         self.memory_limit_mb = memory_limit_mb
         for lin in (self.q_proj, self.k_proj, self.v_proj, self.out_proj, self.linear1, self.linear2):
             nn.init.xavier_uniform_(lin.weight)
@@ -188,7 +188,7 @@ class _AreaAttention(nn.Module):
         self.qkv = ConvBNAct(channels, 3 * inner, act=False)  # per head: [q | k | v]
         self.proj = ConvBNAct(inner, channels, act=False)
         self.pe = ConvBNAct(inner, inner, 7, groups=inner, act=False)  # position information from v
-        self.gate = SoftmaxGate()
+        self.gate = SoftmaxGate(kind="window")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
@@ -293,7 +293,7 @@ class _PSAttention(nn.Module):
         self.qkv = ConvBNAct(channels, channels + 2 * self.key_dim * num_heads, act=False)  # per head: [q | k | v]
         self.proj = ConvBNAct(channels, channels, act=False)
         self.pe = ConvBNAct(channels, channels, 3, groups=channels, act=False)
-        self.gate = SoftmaxGate()
+        self.gate = SoftmaxGate(kind="self_attention")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""

@@ -115,9 +115,9 @@ class HiLoAttention(nn.Module):
         if self.h_heads:
             self.h_qkv = nn.Linear(channels, 3 * h_dim, bias=qkv_bias)
             self.h_proj = nn.Linear(h_dim, h_dim)
-        self.gate = SoftmaxGate()
+        self.gate = SoftmaxGate(kind="self_attention" if self.l_heads else "window")
         # With no Lo-Fi heads (alpha = 0) the Hi-Fi weights are the ones applied: `gate` must still see them.
-        self.local_gate = SoftmaxGate() if self.l_heads else self.gate
+        self.local_gate = SoftmaxGate(kind="window") if self.l_heads else self.gate
 
     def _hifi(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, _ = x.shape
@@ -237,7 +237,7 @@ class CascadedGroupAttention(nn.Module):
         self.dws = nn.ModuleList(_ConvBN(key_dim, key_dim, k, groups=key_dim) for k in kernels)
         self.proj = nn.Sequential(nn.ReLU(), _ConvBN(self.d * num_heads, channels, bn_weight_init=0.0))
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, window_size * window_size))
-        self.gate = SoftmaxGate()
+        self.gate = SoftmaxGate(kind="window")
 
     def _attend(self, x: torch.Tensor) -> torch.Tensor:
         """The official ``CascadedGroupAttention`` on ``(B', C, h, w)`` windows (h, w <= window_size)."""
@@ -349,7 +349,7 @@ class InvertedResidualMobileBlock(nn.Module):
         self.v = _conv_norm_act(channels, self.dim_mid, bias=qkv_bias, act=act_layer)
         self.conv_local = _conv_norm_act(self.dim_mid, self.dim_mid, dw_ks, groups=self.dim_mid, norm=True, act="silu")
         self.proj = _conv_norm_act(self.dim_mid, channels)
-        self.gate = SoftmaxGate()
+        self.gate = SoftmaxGate(kind="window")
 
     def _attend(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape

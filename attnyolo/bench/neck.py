@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from attnyolo.bench.reference import build_reference, ours_overrides
+from attnyolo.graph.attention_layers import attention_layers
 from attnyolo.registry import ModuleSpec, describe, specs
 from attnyolo.timing import interleaved_times
 
@@ -91,15 +92,15 @@ def base_model(model: str, imgsz: int) -> tuple[nn.Module, list[int], list[tuple
 def _ours(model: str, spec: ModuleSpec, base: nn.Module, hparams: dict, gamma: float) -> nn.Module:
     """attnyolo's product path: insert after the neck outputs, build, the base's weights transferred."""
     from attnyolo.graph.api import insert
-    from attnyolo.graph.ultralytics import AttentionLayer, build
+    from attnyolo.graph.ultralytics import build
     from attnyolo.weights import transfer
 
     cfg, index_map = insert(model, spec.name, where="neck", **hparams)
     torch.manual_seed(0)
     net = build(cfg).eval()
     transfer(net, base.state_dict(), index_map)
-    for layer in net.modules():
-        if isinstance(layer, AttentionLayer) and layer.gamma is not None:
+    for layer in attention_layers(net).values():
+        if layer.gamma is not None:
             with torch.no_grad():
                 layer.gamma.fill_(gamma)
     return net
@@ -107,9 +108,7 @@ def _ours(model: str, spec: ModuleSpec, base: nn.Module, hparams: dict, gamma: f
 
 def _with_reference(spec: ModuleSpec, base: nn.Module, ours: nn.Module, sources, shapes) -> tuple[nn.Module, str]:
     """The base model with the reference module (ours' weights) inserted by hand after each head input."""
-    from attnyolo.graph.ultralytics import AttentionLayer
-
-    attns = [m.attn for m in ours.modules() if isinstance(m, AttentionLayer)]  # before ours is fused
+    attns = [layer.attn for layer in attention_layers(ours).values()]  # before ours is fused
     if len(attns) != len(sources):
         raise RuntimeError(f"{spec.name}: expected {len(sources)} inserted layers, found {len(attns)}")
     net = copy.deepcopy(base)

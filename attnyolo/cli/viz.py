@@ -11,7 +11,9 @@ def viz_command(
     model: str = typer.Argument(..., help="An Ultralytics .pt, an attnyolo .safetensors, or a run folder."),
     images: list[Path] = typer.Argument(..., help="One or more image files."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (PNGs and index.html)."),
-    layers: str = typer.Option("auto", "--layers", help="auto (every inserted attention) or labels: 16,20 / 4.m.0"),
+    layers: str = typer.Option(
+        "auto", "--layers", help="auto (every attention layer) or labels: 16,20 / 4.m.0.attn (inside a block)"
+    ),
     cam: str = typer.Option("eigen", "--cam", help="Class-activation map: eigen (EigenCAM) or none."),
     compare: str | None = typer.Option(None, "--compare", help="A base model to show side by side (same formats)."),
     imgsz: int = typer.Option(320, "--imgsz", help="Letterbox size (long side)."),

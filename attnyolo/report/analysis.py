@@ -17,6 +17,7 @@ import numpy as np
 
 from attnyolo.checkpoints import load_checkpoint
 from attnyolo.errors import AttnYoloError
+from attnyolo.graph.attention_layers import label_order
 from attnyolo.report import stats
 
 CONTROL_FLOOR = 0.01
@@ -301,15 +302,22 @@ def epoch_curves(row: VariantRow, column: str = MAP_COLUMN) -> tuple[np.ndarray,
     return np.arange(1, n + 1), arr.mean(0), arr.std(0, ddof=1) if len(arr) > 1 else np.zeros(n)
 
 
-def gamma_series(row: VariantRow) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Per inserted layer: (epochs, γ mean over seeds) from the runs' ``attnyolo_gamma.csv`` rows."""
-    acc: dict[int, dict[int, list[float]]] = {}
+def gamma_series(row: VariantRow) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per attention layer (its label, :mod:`attnyolo.graph.attention_layers`), in model order: (epochs, γ mean over
+    seeds) from the runs' ``attnyolo_gamma.csv`` rows."""
+    acc: dict[str, dict[int, list[float]]] = {}
     for r in row.runs:
         for g in r.get("gamma") or []:
-            acc.setdefault(int(g["layer"]), {}).setdefault(int(g["epoch"]), []).append(float(g["gamma"]))
+            acc.setdefault(_layer_label(g["layer"]), {}).setdefault(int(g["epoch"]), []).append(float(g["gamma"]))
     return {
-        layer: (np.array(sorted(e)), np.array([np.mean(e[k]) for k in sorted(e)])) for layer, e in sorted(acc.items())
+        layer: (np.array(sorted(e)), np.array([np.mean(e[k]) for k in sorted(e)]))
+        for layer, e in sorted(acc.items(), key=lambda item: label_order(item[0]))
     }
+
+
+def _layer_label(value) -> str:
+    # the store keeps CSV cells as numbers where they parse: layer 16 may come back as 16 or 16.0
+    return str(int(value)) if isinstance(value, int | float) else str(value)
 
 
 def per_class_delta(row: VariantRow, baseline: VariantRow) -> dict[str, float]:

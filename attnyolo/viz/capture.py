@@ -1,27 +1,30 @@
-"""Attention weights of every inserted attention, captured through the zoo's ``gate`` contract.
+"""Attention weights of every attention layer, captured through the zoo's ``gate`` contract.
 
 Every zoo module applies its weights through a submodule named ``gate`` (modules with two, such as CBAM, also
 have ``channel_gate``), so one forward hook per gate sees the weights actually applied, whatever the module.
-Softmax gates switch to the explicit attention matrix while hooked (the fused kernel never forms it). The
-captured tensor's shape says what it is, relative to the feature map ``(B, C, H, W)`` entering the layer:
+Softmax gates switch to the explicit attention matrix while hooked (the fused kernel never forms it). Each gate
+declares its kind (:mod:`attnyolo.attention.gate_kinds`), which fixes the tensor's layout relative to the feature
+map ``(B, C, H, W)`` entering the layer; the kind, not the tensor's shape, says how it becomes a map:
 
-- ``(B, C, 1, 1)``, ``(B, C)`` or ``(B, 1, C)``: **channel** weights, returned as a ``(C,)`` vector;
-- ``(B, c, h, w)`` with ``h`` or ``w`` > 1: a **spatial** map, averaged over its channels, returned ``(h, w)``
-  (usually ``(H, W)``; coordinate attention gives ``(H, 1)`` and ``(1, W)`` strips);
-- ``(..., N, M)`` with ``N`` = H·W: **self-attention** rows; the row of the query position, averaged over heads,
-  returned as ``(H, W)`` when ``M`` = H·W (otherwise the row as a ``(M,)`` vector over the module's keys);
-- ``(..., C, C)``: a **channel affinity** matrix (DANet's channel branch), averaged over the batch: ``(C, C)``;
-- ``(B, M, C, 1, 1)``: **branch** weights (SK, split attention): ``(M, C)``, one row per branch;
-- ``(..., T, T)`` of a temporal module: **temporal** attention between a clip's frames, averaged: ``(T, T)``;
-- ``(B, ..., H·W)``: a distribution over positions (A2's gather, lambda's keys, external attention): **spatial**;
-- anything else with two or more dimensions (window attention): **weights**, the mean ``(N, M)`` block.
+- ``channel``: a **channel** vector ``(C,)`` (a clip's frames averaged);
+- ``spatial`` (maps over positions, several averaged), ``channel_spatial`` (averaged over channels) and ``local``
+  (per position, the largest weight over its neighbourhood: how sharply it attends locally): a **spatial** map
+  ``(h, w)``, usually ``(H, W)`` (a 2x sub-sampled grid for MobileViTv2's patches);
+- ``self_attention``: the **self-attention** row of the query position, averaged over heads, as ``(H, W)`` when the
+  keys are the positions or a 2x pooled grid of them (otherwise the row as a ``(M,)`` vector over the keys);
+- ``channel_affinity``: the **channel affinity** matrix ``(C, C)`` (DANet's channel branch), averaged;
+- ``branch``: **branch** weights ``(K, C)``, one row per branch (SK, split attention, CoT's radix, TAM's kernel);
+- ``temporal``: **temporal** attention between a clip's frames, averaged: ``(T, T)``;
+- ``window``: attention inside windows, axes or blocks: the mean ``(n, m)`` block, shown as **weights** (a
+  **self-attention** row as above when one window covers the whole map).
 
 Value ranges are the gate's: sigmoid gates in [0, 1], softmax rows in [0, 1] summing to 1, other activations as
-the module documents (``describe(name).notes``).
+the module documents (``describe(name).notes``). A gate whose weights do not fit its declared kind is an error.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,96 +32,94 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from attnyolo.attention.gate_kinds import GATE_KINDS, gate_modules, layout_problem, pooled_grid
+from attnyolo.graph.attention_layers import attention_layers, label_order
 from attnyolo.registry import describe
 from attnyolo.viz.errors import VizError
+from attnyolo.viz.images import prepare
+from attnyolo.viz.models import torch_model
+
+inserted_attention = attention_layers  # the name viz exported before attention_layers existed
 
 
 @dataclass
 class AttentionMap:
     """One captured weight tensor, interpreted."""
 
-    layer: str  # "16" for an inserted row, "4.m.0" for attention inside a block
+    layer: str  # the attention layer's label: "16" for an inserted row, "4.m.0.attn" inside a block
     attention: str  # zoo name
     gate: str  # the gate's path inside the module ("gate", "channel_gate", "spatial_attention.gate")
-    kind: str  # "channel", "spatial" or "self-attention"
+    kind: str  # what the map shows: "channel", "spatial", "self-attention", "branch", "temporal", ...
     value: torch.Tensor  # (C,), (h, w) or (H, W)
+    gate_kind: str = ""  # the kind the gate declares (attnyolo.attention.gate_kinds)
 
     @property
     def key(self) -> str:
         return f"{self.layer} {self.attention} ({self.kind})"
 
 
-def _layer_label(path: str) -> str:
-    # "model.16" -> "16"; "model.4.m.0.attn_layer" -> "4.m.0"
-    parts = path.split(".")
-    if parts and parts[0] == "model":
-        parts = parts[1:]
-    while parts and not parts[-1].isdigit():
-        parts = parts[:-1]
-    return ".".join(parts) or path
+@functools.cache
+def _fresh_kinds(attention: str, channels: int, frames: int | None) -> dict[str, tuple[str, str | None]]:
+    """Kinds of the gates of a freshly built ``attention`` module (by gate path)."""
+    module = describe(attention).create(channels, **({"frames": frames} if frames else {}))
+    return {path: (g.kind, g.layout) for path, g in gate_modules(module).items()}
 
 
-def inserted_attention(model: nn.Module) -> dict[str, nn.Module]:
-    """``{layer label: AttentionLayer}`` for every zoo attention in ``model``, inserted rows and inside blocks."""
-    from attnyolo.graph.ultralytics import AttentionLayer
-
-    net = getattr(model, "model", model)
-    net = net if isinstance(net, nn.Module) else model
-    root = model if isinstance(model, nn.Module) else net
-    found = {}
-    for path, m in root.named_modules():
-        if isinstance(m, AttentionLayer):
-            found[_layer_label(path)] = m
-    return found
+def _declared(layer: nn.Module, path: str, gate: nn.Module, frames: int | None) -> tuple[str, str | None]:
+    """The gate's declared kind and layout. A gate pickled before gates declared kinds has none: the same gate of
+    a freshly built module of that zoo name (kinds do not depend on trained weights) gives it."""
+    kind = getattr(gate, "kind", None)
+    if kind in GATE_KINDS:
+        return kind, getattr(gate, "layout", None)
+    try:
+        return _fresh_kinds(layer.attention, layer.channels, frames)[path]
+    except (KeyError, ValueError, TypeError) as e:
+        raise VizError(f"{layer.attention}: gate {path!r} declares no kind and none can be derived ({e})") from None
 
 
-def _gates(layer: nn.Module) -> dict[str, nn.Module]:
-    out: dict[int, tuple[str, nn.Module]] = {}
-    for path, m in layer.attn.named_modules():
-        leaf = path.rsplit(".", 1)[-1]
-        if leaf == "gate" or leaf.endswith("_gate"):
-            out.setdefault(id(m), (path, m))  # a gate shared by two names is hooked once
-    return dict(out.values())
-
-
-def _key_grid(m: int, h: int, w: int) -> tuple[int, int] | None:
-    # keys sub-sampled by a 2x2 pool (non-local's option) still form a grid
-    for hh, ww in ((h, w), ((h + 1) // 2, (w + 1) // 2), (h // 2, w // 2)):
-        if hh * ww == m:
-            return hh, ww
-    return None
+def _self_attention_row(t: torch.Tensor, h: int, w: int, query: tuple[int, int]) -> torch.Tensor:
+    row = t.reshape(-1, t.shape[-2], t.shape[-1])[:, query[0] * w + query[1]].mean(0)
+    grid = pooled_grid(row.numel(), h, w)
+    return row.reshape(grid) if grid else row
 
 
 def _interpret(
-    t: torch.Tensor, feature: tuple[int, int, int, int], query: tuple[int, int], frames: int | None
+    t: torch.Tensor,
+    kind: str,
+    layout: str | None,
+    feature: tuple[int, int, int, int],
+    query: tuple[int, int],
+    frames: int | None,
 ) -> tuple[str, torch.Tensor]:
+    """``(what the map shows, the map)`` of a gate's weights ``t``, read as its declared ``kind``."""
+    problem = layout_problem(kind, layout, tuple(t.shape), feature, frames)
+    if problem:
+        raise VizError(f"cannot read the attention weights: {problem}")
     _, c, h, w = feature
     t = t.detach().float()
-    if frames is not None and t.ndim >= 2 and t.shape[-2:] == (frames, frames):  # attention across a clip's frames
-        return "temporal", t.reshape(-1, frames, frames).mean(0)
-    if t.ndim >= 3 and t.shape[-2] == h * w and h * w > 1:
-        row = t.reshape(-1, t.shape[-2], t.shape[-1])[:, query[0] * w + query[1]].mean(0)
-        grid = _key_grid(row.numel(), h, w)
-        return "self-attention", row.reshape(grid) if grid else row
-    if t.ndim >= 3 and t.shape[-2:] == (c, c):  # channel-to-channel affinity (DANet's channel branch)
+    if kind == "channel":  # (B, C, 1, 1), (B, C), ECA's (B, 1, C), TAM's (clips, C, T)
+        return "channel", t.reshape(t.shape[0], c, -1)[0].mean(-1)
+    if kind in ("spatial", "channel_spatial"):  # (B, ..., H, W) or (B, ..., n) over a grid of n positions
+        if tuple(t.shape[-2:]) == (h, w):
+            return "spatial", t[0].reshape(-1, h, w).mean(0)
+        grid = pooled_grid(t.shape[-1], h, w)
+        return "spatial", t[0].reshape(-1, t.shape[-1]).mean(0).reshape(grid)
+    if kind == "local":  # (B, ..., k², H, W): the strongest neighbour weight at each position
+        return "spatial", t.reshape(feature[0], -1, t.shape[-3], h, w)[0].amax(1).mean(0)
+    if kind == "self_attention":  # (..., H*W, M), or T*H*W queries per clip: a query of the first frame
+        return "self-attention", _self_attention_row(t, h, w, query)
+    if kind == "channel_affinity":
         return "channel affinity", t.reshape(-1, c, c).mean(0)
-    if t.ndim == 5 and t.shape[-2:] == (1, 1):  # per-branch channel weights (SK, split attention)
-        return "branch", t[0, ..., 0, 0]
-    if t.ndim == 2 or (t.ndim == 4 and t.shape[-2:] == (1, 1)) or (t.shape[-1] == c and t.numel() == t.shape[0] * c):
-        return "channel", t.reshape(t.shape[0], -1)[0]  # (B, C), (B, C, 1, 1), ECA's (B, 1, C)
-    if t.ndim >= 3 and t.shape[-2:] == (h, w):  # a map, or per-position weights over a neighbourhood (CoT)
-        return "spatial", t[0].reshape(-1, h, w).mean(0)
-    if t.ndim == 4:  # (B, c, h', w'): strips of coordinate attention, pooled maps
-        return "spatial", t[0].mean(0)
-    if t.ndim == 5:  # grouped gates (B, groups, c, h, w)
-        return "spatial", t[0].reshape(-1, *t.shape[-2:]).mean(0)
-    if t.ndim >= 2 and t.shape[-1] == h * w:  # distributions over positions (A2's gather, lambda's keys, EANet)
-        return "spatial", t[0].reshape(-1, h * w).mean(0).reshape(h, w)
-    if t.ndim == 3 and t.shape[-1] == c:  # (B, K, C): split attention over K splits (S2-MLPv2)
-        return "branch", t[0]
-    if t.ndim >= 2:  # window attention and other local layouts: the mean (…, N, M) block, shown as a matrix
-        return "weights", t.reshape(-1, t.shape[-2], t.shape[-1]).mean(0)
-    raise VizError(f"cannot interpret an attention weight of shape {tuple(t.shape)} for a {feature} feature map")
+    if kind == "temporal":
+        return "temporal", t.reshape(-1, frames, frames).mean(0)
+    if kind == "branch":  # (K, C), one row per branch
+        if layout == "CK":
+            return "branch", t.reshape(-1, c, t.shape[-1])[0].T
+        return "branch", t.reshape(t.shape[0], -1, c)[0]
+    # window: one window covering the whole map is global self-attention; otherwise the mean block
+    if t.shape[-2] == h * w and h * w > 1:
+        return "self-attention", _self_attention_row(t, h, w, query)
+    return "weights", t.reshape(-1, t.shape[-2], t.shape[-1]).mean(0)
 
 
 @contextmanager
@@ -130,12 +131,12 @@ def capture_attention(
     Hooks are removed on exit, so the model is left as it was; hooks only read, so outputs are unchanged.
     ``query`` (y, x as fractions of the map) picks the self-attention row, resolved per feature map size.
     """
-    found = inserted_attention(model)
+    found = attention_layers(model)
     if layers is not None:
         missing = [x for x in layers if x not in found]
         if missing:
             raise VizError(
-                f"layer(s) {missing} hold no inserted attention; layers that do: {sorted(found, key=_sort_key)}"
+                f"layer(s) {missing} hold no inserted attention; layers that do: {sorted(found, key=label_order)}"
             )
         found = {k: found[k] for k in layers}
     out: list[AttentionMap] = []
@@ -148,13 +149,15 @@ def capture_attention(
             shape["x"] = tuple(args[0].shape)
 
         handles.append(layer.register_forward_pre_hook(pre))
-        for gpath, gate in _gates(layer).items():
+        for gpath, gate in gate_modules(layer.attn).items():
+            declared = _declared(layer, gpath, gate, frames)
 
-            def hook(_m, _inp, y, label=label, layer=layer, gpath=gpath, shape=shape, frames=frames):
+            def hook(_m, _inp, y, label=label, layer=layer, gpath=gpath, shape=shape, frames=frames, declared=declared):
                 h, w = shape["x"][-2:]
                 q = (min(int(query[0] * h), h - 1), min(int(query[1] * w), w - 1))
-                kind, value = _interpret(y, shape["x"], q, frames)
-                out.append(AttentionMap(label, layer.attention, gpath, kind, value.cpu()))
+                t = y[0] if isinstance(y, tuple | list) else y
+                kind, value = _interpret(t, *declared, shape["x"], q, frames)
+                out.append(AttentionMap(label, layer.attention, gpath, kind, value.cpu(), declared[0]))
 
             handles.append(gate.register_forward_hook(hook))
     try:
@@ -162,10 +165,6 @@ def capture_attention(
     finally:
         for h in handles:
             h.remove()
-
-
-def _sort_key(label: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else 0 for p in label.split("."))
 
 
 def _strongest_centre(pred: torch.Tensor, size: tuple[int, int]) -> tuple[float, float] | None:
@@ -193,7 +192,8 @@ def attention_maps(
     Args:
         model: an Ultralytics detection model (or ``YOLO`` object) holding zoo attention.
         image: a path, an HWC uint8 RGB array, or a ``(1, 3, H, W)`` float tensor in [0, 1].
-        layers: layer labels to capture ("16", "4.m.0"); default all.
+        layers: layer labels to capture ("16", "4.m.0.attn": see :mod:`attnyolo.graph.attention_layers`); default
+            all.
         query: self-attention query as (y, x) fractions of the image; default the centre of the strongest
             detection (the highest class score of the raw predictions).
         imgsz: letterbox size for paths and arrays.
@@ -202,11 +202,8 @@ def attention_maps(
         ``{"16 cbam (channel)": (C,) tensor, "16 cbam (spatial)": (H, W) tensor, ...}``; a module with two gates
         of the same kind gets the gate's path in its key.
     """
-    from attnyolo.viz.images import prepare
-    from attnyolo.viz.models import torch_model
-
     net = torch_model(model)
-    if not inserted_attention(net):
+    if not attention_layers(net):
         raise VizError("the model holds no inserted attention (insert some with attnyolo.insert)")
     x = prepare(image, imgsz).tensor
     was_training = net.training

@@ -14,8 +14,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from attnyolo.atomic import write_atomically
+from attnyolo.graph.attention_layers import attention_layers
 from attnyolo.viz.cam import eigen_cam
-from attnyolo.viz.capture import attention_maps, inserted_attention, is_spatial
+from attnyolo.viz.capture import attention_maps, is_spatial
 from attnyolo.viz.detect import detect
 from attnyolo.viz.errors import VizError
 from attnyolo.viz.figures import compare_figure, image_figure, layer_gammas, overlay, with_gamma
@@ -75,7 +76,7 @@ def write_gallery(
     out = writable_folder(Path(out))
     (out / "overlays").mkdir(exist_ok=True)
     gallery = Gallery(out, out / "index.html")
-    has_attention = bool(inserted_attention(model))
+    has_attention = bool(attention_layers(model))
     if not has_attention:
         gallery.notes.append("the model holds no inserted attention: only its boxes and CAM are drawn")
     elif layers is not None:
@@ -147,7 +148,7 @@ def comparison_figures(
         gammas = layer_gammas(model)
         for p, b in zip(prepared, base_side, strict=True):
             try:
-                maps = attention_maps(model, p.tensor) if inserted_attention(model) else {}
+                maps = attention_maps(model, p.tensor) if attention_layers(model) else {}
             except VizError:  # a gate this module shapes in its own way: the row keeps boxes and CAMs
                 maps = {}
             key = next((k for k, v in maps.items() if v.ndim == 2 and is_spatial(k)), None)

@@ -18,6 +18,7 @@ import pytest
 import torch
 from torch import nn
 
+from attnyolo.attention.gate_kinds import GATE_KINDS, check_gate_kind, gate_modules, layout_problem
 from attnyolo.registry import CATEGORIES, ModuleSpec, UnknownModuleError, describe, specs
 
 SPECS = specs()
@@ -255,6 +256,53 @@ def test_gate_submodule_hook_captures_the_weights(spec: ModuleSpec):
         handle.remove()
     assert seen, "the gate's forward hook did not fire"
     assert all(torch.isfinite(w).all() for w in seen)
+
+
+def gate_layout_problems(m: nn.Module, gates: dict, x: torch.Tensor, frames: int | None) -> tuple[list[str], set]:
+    """Run ``m(x)``; what each gate's output breaks of its declared kind's layout, and the gates that fired."""
+    problems: list[str] = []
+    fired: set[str] = set()
+
+    def hook(gate, _inp, out, path: str) -> None:
+        fired.add(path)
+        problem = layout_problem(gate.kind, gate.layout, tuple(first_tensor(out).shape), tuple(x.shape), frames)
+        if problem:
+            problems.append(f"{path}: {problem}")
+
+    handles = [g.register_forward_hook(functools.partial(hook, path=p)) for p, g in gates.items()]
+    try:
+        with torch.no_grad():
+            m(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return problems, fired
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=ids)
+def test_every_gate_declares_a_kind_that_matches_its_weights(spec: ModuleSpec):
+    """Each gate (``gate``, ``*_gate``) declares a valid kind, and on a real forward the weights it returns have
+    that kind's layout, at two channel counts and at square and non-square sizes (a window size or a group count
+    that only matches one size would fail here)."""
+    frames = FRAMES if spec.needs_frames else None
+    c0 = usable_channels(spec.name)
+    checked = 0
+    for channels in (c0, 2 * c0):
+        try:
+            m = build(spec, channels).eval()
+        except ValueError:  # a documented channel constraint at 2 * c0
+            continue
+        gates = gate_modules(m)
+        main = next(p for p, g in gates.items() if g is m.gate)  # "gate", or the path it is shared from
+        for path, gate in gates.items():
+            assert gate.kind in GATE_KINDS, f"{path} declares kind {gate.kind!r}"
+            check_gate_kind(gate.kind, gate.layout)
+        for h, w in ((6, 5), (12, 16), (1, 7), (8, 8)):
+            problems, fired = gate_layout_problems(m, gates, make_input(spec, h, w, channels=channels), frames)
+            assert not problems, problems
+            assert main in fired
+            checked += len(fired)
+    assert checked
 
 
 # ---- ONNX ----------------------------------------------------------------------------------------------

@@ -145,3 +145,17 @@ def test_a_yolo_object_is_unwrapped_to_its_detection_model():
     assert type(load_model(yolo)) is DetectionModel
     with pytest.raises(VizError, match="expected a torch model"):
         torch_model("not a model")
+
+
+def test_gates_pickled_before_kinds_existed_are_read_as_a_fresh_module_declares(val_images):
+    """A checkpoint saved before gates declared kinds unpickles gates without ``kind``: viz takes it from a freshly
+    built module of the same zoo name and shows the same maps."""
+    model = randomised_detector("cbam")
+    want = attention_maps(model, val_images[0], imgsz=IMGSZ)
+    for m in model.modules():
+        if "kind" in vars(m):
+            del m.kind  # the class default (None) is what an old pickle gives
+    assert all(getattr(m, "kind", None) is None for m in model.modules())
+    got = attention_maps(model, val_images[0], imgsz=IMGSZ)
+    assert list(got) == list(want)
+    assert all(torch.equal(got[k], want[k]) for k in want)

@@ -42,6 +42,7 @@ from ultralytics.utils import RANK, YAML
 from attnyolo.atomic import write_atomically
 from attnyolo.finetune.errors import FinetuneError
 from attnyolo.graph.adapter import AttentionLayer
+from attnyolo.graph.attention_layers import attention_layers
 from attnyolo.models import unwrap
 from attnyolo.weights import TransferError, TransferReport
 
@@ -56,19 +57,14 @@ TRANSFER_TXT = "attnyolo_transfer.txt"
 
 
 def gamma_values(model: Any) -> list[tuple[int | str, str, float]]:
-    """``(layer, attention name, gamma)`` of every inserted layer that has an identity-start gamma; ``layer`` is
-    the layer index, or ``"15.m.0.attn"`` for an attention inside a block's bottleneck."""
-
-    def has_gamma(m: nn.Module) -> bool:
-        return isinstance(m, AttentionLayer) and getattr(m, "gamma", None) is not None
-
-    net = unwrap(model)
-    out: list[tuple[int | str, str, float]] = []
-    for i, layer in enumerate(getattr(net, "model", [])):
-        found = [(i, layer)] if has_gamma(layer) else []
-        found += [(f"{i}.{name}", m) for name, m in layer.named_modules() if name and has_gamma(m)]
-        out += [(label, m.attention, float(m.gamma.detach().float().cpu())) for label, m in found]
-    return out
+    """``(layer, attention name, gamma)`` of every attention layer that has an identity-start gamma, labelled as
+    :func:`~attnyolo.graph.attention_layers.attention_layers` labels them (``16``, ``15.m.0.attn``): the same labels
+    as viz, engagement and the report."""
+    return [
+        (int(label) if label.isdigit() else label, m.attention, float(m.gamma.detach().float().cpu()))
+        for label, m in attention_layers(model).items()
+        if getattr(m, "gamma", None) is not None
+    ]
 
 
 def _row_order(key: tuple[int, int | str]) -> tuple[int, int, str]:

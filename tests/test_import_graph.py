@@ -32,7 +32,7 @@ GRAPH_YAML = {
     "names",
 }
 """graph/ modules that read and write YAML dicts and build no module."""
-GRAPH_TORCH = {"adapter", "hints", "checks", "inside_modules", "ultralytics", "api"}
+GRAPH_TORCH = {"adapter", "attention_layers", "hints", "checks", "inside_modules", "ultralytics", "api"}
 """graph/ modules that create or run torch modules (the adapter, probing, the parse_model hook, build) or use them."""
 
 

@@ -29,7 +29,7 @@ from torch import nn
 from ultralytics.data.augment import LetterBox
 from ultralytics.utils.patches import imread
 
-from attnyolo.datasets import check_data, split_images
+from attnyolo.data.check import check_data, split_images
 from attnyolo.errors import AttnYoloError
 from attnyolo.graph.attention_layers import attention_layers
 from attnyolo.models import unwrap

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from attnyolo.graph.ultralytics import AttentionLayer
+from attnyolo.graph.adapter import AttentionLayer
 from attnyolo.models import unwrap
 
 

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import attnyolo as ay
+from attnyolo.graph.adapter import AttentionLayer
 from attnyolo.graph.attention_layers import attention_layers, label_order
-from attnyolo.graph.ultralytics import AttentionLayer
 
 
 def test_rows_and_inside_blocks_are_found_with_their_module_paths_as_labels():

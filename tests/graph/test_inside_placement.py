@@ -11,8 +11,8 @@ import torch
 
 import attnyolo
 from attnyolo.graph import build
-from attnyolo.graph.inside import inside_rows
 from attnyolo.graph.inside_modules import InsideBottleneck
+from attnyolo.graph.inside_syntax import inside_rows
 
 
 def _inside_bottlenecks(cfg: dict) -> list[InsideBottleneck]:

@@ -23,6 +23,10 @@ every variant), into ``GRID_DIR/runs/<run_id>``, with attnyolo's callbacks of ev
 report, the grid's ``freeze_epochs``). A run folder with a resumable ``weights/last.pt`` (killed mid-training)
 continues from it (``resume=True``, the temporary start file of the killed attempt removed); any other leftover
 folder is cleared and the run starts again. ``train_seconds`` adds up the attempts (:func:`train_seconds`).
+
+After training, best.pt is validated (the stored metrics and ``val_stats.npz``), its costs are measured, and for a
+run with attention its engagement (:func:`best_engagement`: ``r = ‖out − in‖ / ‖in‖`` of every attention layer on the
+data's validation images, the images the statistics use) is measured and timed; the baseline stores none.
 """
 
 from __future__ import annotations

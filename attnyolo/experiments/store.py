@@ -1,6 +1,7 @@
 """The results database of a grid folder: ``GRID_DIR/ablate.sqlite`` (SQLite, schema version in ``user_version``).
 
-One row per run (``runs``) and one row for the grid (``grid``). Every write is one transaction, so a process
+One row per run (``runs``), one row for the grid (``grid``), and one row per attention layer of each finished
+run (``engagement``: ``r = ‖out − in‖ / ‖in‖`` of best.pt's layer over the validation images, schema 2). Every write is one transaction, so a process
 killed during a write (``kill -9``, power loss) leaves the previous state; only the driver process writes.
 A run is ``pending``, ``running`` (with its driver's ``owner``, ``host:pid``), ``done`` or ``failed``. A row
 ``running`` whose owner is no longer alive is a killed run: :meth:`ResultsStore.recover` puts it back to
@@ -8,7 +9,8 @@ A run is ``pending``, ``running`` (with its driver's ``owner``, ``host:pid``), `
 
 The driver opens it for writing (WAL while it runs, so that readers never wait); everything else opens it read-only
 (``mode=ro``), which can neither create nor change the file, after checking that it is a results database of
-this schema (an empty, damaged or newer file is one line naming it and what to do).
+this schema (an empty, damaged or newer file is one line naming it and what to do). A database of schema 1 (before
+engagement) is read as it is, engagement unknown; a writable open migrates it in place, keeping every row.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ CREATE TABLE engagement (
 """
 # from schema 1 to 2: one column and one table added, nothing rewritten (a run measured before stays unknown)
 _MIGRATE_1_TO_2 = "ALTER TABLE runs ADD COLUMN engagement_seconds REAL;" + _ENGAGEMENT_TABLE
-_SCHEMA = f"""
+_TABLES = f"""
 CREATE TABLE grid (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     config TEXT NOT NULL, created TEXT NOT NULL, finished TEXT, wall_seconds REAL NOT NULL DEFAULT 0,
@@ -78,7 +80,8 @@ CREATE TABLE runs (
     recall REAL, per_class_ap TEXT, epochs TEXT, train_seconds REAL, run_dir TEXT, val_stats TEXT, gamma TEXT,
     versions TEXT, git_rev TEXT, config TEXT, engagement_seconds REAL
 );
-""" + _ENGAGEMENT_TABLE
+"""
+_SCHEMA = _TABLES + _ENGAGEMENT_TABLE
 
 
 class StoreError(AttnYoloError):

@@ -1,6 +1,8 @@
 """Engagement in the results database (schema 2): per-layer round trip, migration of a schema-1 database written by
-the attnyolo before it (``fixtures/schema1/ablate.sqlite``: the report fixture's database as ``make_fixture.py``
-wrote it with schema 1, at rest in the rollback-journal mode today's store leaves it in), read-only opens of an old database, and the one-line refusal of a newer one."""
+the attnyolo before it, read-only opens of an old database, and the one-line refusal of a newer one.
+
+``fixtures/schema1/ablate.sqlite`` is the report fixture's database as ``make_fixture.py`` wrote it with schema 1
+(8 finished runs), at rest in the rollback-journal mode the store leaves a closed database in."""
 
 from __future__ import annotations
 

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from attnyolo.experiments.store import ResultsStore
-from attnyolo.report import analyse, write_report
-from attnyolo.report import stats
+from attnyolo.report import analyse, stats, write_report
 from attnyolo.report.render import HEADERS, table_rows
 
 FIXTURE = Path(__file__).parent / "fixtures" / "grid"

@@ -1,8 +1,9 @@
 """The results database of a grid folder: ``GRID_DIR/ablate.sqlite`` (SQLite, schema version in ``user_version``).
 
 One row per run (``runs``), one row for the grid (``grid``), and one row per attention layer of each finished
-run (``engagement``: ``r = ‖out − in‖ / ‖in‖`` of best.pt's layer over the validation images, schema 2). Every write is one transaction, so a process
-killed during a write (``kill -9``, power loss) leaves the previous state; only the driver process writes.
+run (``engagement``: ``r = ‖out − in‖ / ‖in‖`` of best.pt's layer over the validation images, schema 2). Every
+write is one transaction, so a process killed during a write (``kill -9``, power loss) leaves the previous state;
+only the driver process writes.
 A run is ``pending``, ``running`` (with its driver's ``owner``, ``host:pid``), ``done`` or ``failed``. A row
 ``running`` whose owner is no longer alive is a killed run: :meth:`ResultsStore.recover` puts it back to
 ``pending`` so the next driver redoes (or continues) it; ``done`` rows are never rewritten.

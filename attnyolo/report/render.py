@@ -78,7 +78,9 @@ def table_rows(a: Analysis) -> list[list[str]]:
             dp, dg, gamma = f"{r.d_params:+,}", f"{r.d_gflops:+.3f}", f"{r.gamma_moved:.4f}"
         verdict = r.verdict
         if verdict not in ("better", "worse", "reference") and r.high > r.low:
-            verdict += f" (interval width {r.high - r.low:.4f})"
+            width = f"interval width {r.high - r.low:.4f}"
+            # "... (r < 0.05)" takes the width inside its brackets: one bracket, not two in a row
+            verdict = f"{verdict[:-1]}; {width})" if verdict.endswith(")") else f"{verdict} ({width})"
         out.append(
             [
                 r.variant,

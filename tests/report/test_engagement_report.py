@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -89,7 +90,8 @@ def test_table_report_md_and_html_show_engagement(grid: Path):
     }
     md = md_path.read_text()
     assert "| engagement r |" in md and "0.0800 (max 1.1000)" in md
-    assert "attention not engaged at this budget (r < 0.05)" in md and "engaged; no measurable difference" in md
+    assert re.search(r"\| attention not engaged at this budget \(r < 0\.05; interval width 0\.\d{4}\) \|", md)
+    assert re.search(r"\| engaged; no measurable difference \(interval width 0\.\d{4}\) \|", md)
     page = html.unescape(html_path.read_text())
     assert "Engagement per layer" in page
     gammas = {layer.label: layer.gamma for layer in next(r for r in a.rows if r.variant == "cbam@neck").engagement}

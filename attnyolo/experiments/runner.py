@@ -23,6 +23,10 @@ every variant), into ``GRID_DIR/runs/<run_id>``, with attnyolo's callbacks of ev
 report, the grid's ``freeze_epochs``). A run folder with a resumable ``weights/last.pt`` (killed mid-training)
 continues from it (``resume=True``, the temporary start file of the killed attempt removed); any other leftover
 folder is cleared and the run starts again. ``train_seconds`` adds up the attempts (:func:`train_seconds`).
+
+After training, best.pt is validated (the stored metrics and ``val_stats.npz``), its costs are measured, and for a
+run with attention its engagement (:func:`best_engagement`: ``r = ‖out − in‖ / ‖in‖`` of every attention layer on the
+data's validation images, the images the statistics use) is measured and timed; the baseline stores none.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from attnyolo._version import __version__
 from attnyolo.checkpoints import save_ultralytics_checkpoint
 from attnyolo.data.check import check_data
 from attnyolo.experiments import costs, valstats
+from attnyolo.experiments.engagement import engagement
 from attnyolo.experiments.grid import Grid, Variant, resolve, where_arg
 from attnyolo.finetune import (
     GAMMA_COLUMNS,
@@ -59,9 +64,12 @@ from attnyolo.finetune import (
     load_base,
 )
 from attnyolo.graph import build
+from attnyolo.graph.attention_layers import attention_layers
 
 VAL_STATS = "val_stats.npz"
 RUNS = "runs"
+ENGAGEMENT_BATCH = 8
+"""Validation images per engagement forward pass (same-shape images only; r is per image whatever the batch)."""
 
 
 @dataclass(frozen=True)
@@ -276,6 +284,7 @@ def run_one(task: Mapping[str, Any], on_epoch: Callable[[str, int, int], None] |
     valstats.save(save_dir / VAL_STATS, stats)
 
     net = YOLO(str(best)).model.float().eval()
+    layers, layer_seconds = best_engagement(net, grid.data, imgsz)
     reference = build(start.base_cfg, nc=nc).float().eval()
     latency = costs.interleaved_latency(net, reference, imgsz)
     flops = costs.count_flops(net, torch.zeros(1, 3, imgsz, imgsz))
@@ -300,6 +309,8 @@ def run_one(task: Mapping[str, Any], on_epoch: Callable[[str, int, int], None] |
         "run_dir": rel,
         "val_stats": os.path.join(rel, VAL_STATS),
         "gamma": gamma,
+        "engagement": layers,
+        "engagement_seconds": layer_seconds,
         "versions": versions(),
         "git_rev": git_rev(),
         "config": {
@@ -319,6 +330,22 @@ def run_one(task: Mapping[str, Any], on_epoch: Callable[[str, int, int], None] |
             },
         },
     }
+
+
+def best_engagement(net: torch.nn.Module, data: str, imgsz: int) -> tuple[list[dict] | None, float | None]:
+    """Engagement ``r`` of every attention layer of ``net`` (best.pt's model) over the validation images of ``data``
+    (the images ``val_stats.npz`` holds), as the store's rows, and the seconds it took; ``(None, None)`` for a model
+    without attention (the baseline)."""
+    if not attention_layers(net):
+        return None, None
+    t0 = time.perf_counter()
+    measured = engagement(net, data, imgsz, batch=ENGAGEMENT_BATCH)
+    seconds = time.perf_counter() - t0
+    rows = [
+        {"label": s.label, "attention": s.attention, "r_median": s.median, "r_max": s.max, "r_values": list(s.values)}
+        for s in measured.values()
+    ]
+    return rows, seconds
 
 
 def _add_epoch_callback(yolo: Any, run_id: str, on_epoch: Callable | None) -> None:

@@ -1,14 +1,17 @@
 """The results database of a grid folder: ``GRID_DIR/ablate.sqlite`` (SQLite, schema version in ``user_version``).
 
-One row per run (``runs``) and one row for the grid (``grid``). Every write is one transaction, so a process
-killed during a write (``kill -9``, power loss) leaves the previous state; only the driver process writes.
+One row per run (``runs``), one row for the grid (``grid``), and one row per attention layer of each finished
+run (``engagement``: ``r = ‖out − in‖ / ‖in‖`` of best.pt's layer over the validation images, schema 2). Every
+write is one transaction, so a process killed during a write (``kill -9``, power loss) leaves the previous state;
+only the driver process writes.
 A run is ``pending``, ``running`` (with its driver's ``owner``, ``host:pid``), ``done`` or ``failed``. A row
 ``running`` whose owner is no longer alive is a killed run: :meth:`ResultsStore.recover` puts it back to
 ``pending`` so the next driver redoes (or continues) it; ``done`` rows are never rewritten.
 
 The driver opens it for writing (WAL while it runs, so that readers never wait); everything else opens it read-only
 (``mode=ro``), which can neither create nor change the file, after checking that it is a results database of
-this schema (an empty, damaged or newer file is one line naming it and what to do).
+this schema (an empty, damaged or newer file is one line naming it and what to do). A database of schema 1 (before
+engagement) is read as it is, engagement unknown; a writable open migrates it in place, keeping every row.
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ from typing import Any
 
 from attnyolo.errors import AttnYoloError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: the ``engagement`` table and ``runs.engagement_seconds`` (issue 21); 1: ``grid`` and ``runs``."""
+MIGRATES_FROM = (1,)
+"""Older versions a writable open migrates in place (a read-only open reads them as they are)."""
 DB_NAME = "ablate.sqlite"
 GRID_YAML = "grid.yaml"
 STATES = ("pending", "running", "done", "failed")
@@ -48,8 +54,19 @@ RESULT_COLUMNS = (
     "versions",
     "git_rev",
     "config",
+    "engagement_seconds",
 )
-_SCHEMA = f"""
+ENGAGEMENT_COLUMNS = ("label", "attention", "r_median", "r_max", "r_values")
+_ENGAGEMENT_TABLE = """
+CREATE TABLE engagement (
+    run_id TEXT NOT NULL REFERENCES runs (run_id), label TEXT NOT NULL, position INTEGER NOT NULL,
+    attention TEXT NOT NULL, r_median REAL NOT NULL, r_max REAL NOT NULL, r_values TEXT NOT NULL,
+    PRIMARY KEY (run_id, label)
+);
+"""
+# from schema 1 to 2: one column and one table added, nothing rewritten (a run measured before stays unknown)
+_MIGRATE_1_TO_2 = "ALTER TABLE runs ADD COLUMN engagement_seconds REAL;" + _ENGAGEMENT_TABLE
+_TABLES = f"""
 CREATE TABLE grid (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     config TEXT NOT NULL, created TEXT NOT NULL, finished TEXT, wall_seconds REAL NOT NULL DEFAULT 0,
@@ -62,9 +79,10 @@ CREATE TABLE runs (
     started TEXT, finished TEXT,
     params INTEGER, gflops REAL, latency_ms REAL, latency_ratio REAL, map50 REAL, map50_95 REAL, precision REAL,
     recall REAL, per_class_ap TEXT, epochs TEXT, train_seconds REAL, run_dir TEXT, val_stats TEXT, gamma TEXT,
-    versions TEXT, git_rev TEXT, config TEXT
+    versions TEXT, git_rev TEXT, config TEXT, engagement_seconds REAL
 );
 """
+_SCHEMA = _TABLES + _ENGAGEMENT_TABLE
 
 
 class StoreError(AttnYoloError):
@@ -117,8 +135,9 @@ def _start_over(path: Path) -> str:
     return f"move it away and run `attnyolo ablate -o {path.parent}` to run the grid again into a new one"
 
 
-def check_database(path: Path, conn: sqlite3.Connection) -> None:
-    """Refuse, with one line naming ``path`` and what to do, a file that is not a results database of this schema.
+def check_database(path: Path, conn: sqlite3.Connection) -> int:
+    """Refuse, with one line naming ``path`` and what to do, a file that is not a results database of this schema
+    or of an older one this attnyolo migrates (:data:`MIGRATES_FROM`); return its schema version.
 
     ``conn`` is a read-only connection: nothing here can change the file.
     """
@@ -136,11 +155,12 @@ def check_database(path: Path, conn: sqlite3.Connection) -> None:
             f"{path}: results database schema version {version}, this attnyolo reads version {SCHEMA_VERSION}: "
             "it was written by a newer attnyolo; upgrade attnyolo (pip install -U attnyolo) to read it"
         )
-    if version != SCHEMA_VERSION or not {"grid", "runs"} <= tables:
+    if (version != SCHEMA_VERSION and version not in MIGRATES_FROM) or not {"grid", "runs"} <= tables:
         raise SchemaError(
             f"{path}: results database schema version {version}, this attnyolo reads version {SCHEMA_VERSION}: "
             f"not a database written by attnyolo ablate; {_start_over(path)}"
         )
+    return version
 
 
 class ResultsStore:
@@ -165,15 +185,35 @@ class ResultsStore:
         # corrupted, another schema) is reported and left exactly as it was, whoever opens it.
         reader = self._connect_readonly(self.path)
         try:
-            check_database(self.path, reader)
+            self.version = check_database(self.path, reader)
         except BaseException:
             reader.close()
             raise
         if writable:
             reader.close()
             self._conn = self._connect(self.path)
+            if self.version != SCHEMA_VERSION:
+                self._migrate()
         else:
             self._conn = reader
+
+    def _migrate(self) -> None:
+        """Bring an older database to this schema in one transaction (a kill leaves the old version whole)."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # read again under the write lock: another driver may have migrated it since the check
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 1:
+                for statement in _MIGRATE_1_TO_2.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self.version = SCHEMA_VERSION
 
     @staticmethod
     def _connect_readonly(path: Path) -> sqlite3.Connection:
@@ -304,15 +344,42 @@ class ResultsStore:
         )
 
     def mark_done(self, run_id: str, result: Mapping[str, Any]) -> None:
-        """Store a finished run's results (one transaction); a ``done`` row is never overwritten."""
+        """Store a finished run's results (one transaction); a ``done`` row is never overwritten.
+
+        ``result["engagement"]`` (optional): one dict per attention layer, in model order, with the keys of
+        :data:`ENGAGEMENT_COLUMNS` (``r_values`` the per-image list); ``None`` or absent for a run without attention.
+        """
         cols = [c for c in RESULT_COLUMNS if c in result]
         values = [json.dumps(result[c]) if c in _JSON else result[c] for c in cols]
         sets = ", ".join(f"{c}=?" for c in cols)
-        self._write(
-            f"UPDATE runs SET {sets}, state='done', owner=NULL, error=NULL, finished=? "
-            "WHERE run_id=? AND state != 'done'",
-            (*values, _now(), run_id),
-        )
+        conn = self._writer()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.execute(
+                f"UPDATE runs SET {sets}, state='done', owner=NULL, error=NULL, finished=? "
+                "WHERE run_id=? AND state != 'done'",
+                (*values, _now(), run_id),
+            )
+            if cur.rowcount:  # a done row is never rewritten, nor are its engagement rows
+                conn.execute("DELETE FROM engagement WHERE run_id=?", (run_id,))
+                for pos, layer in enumerate(result.get("engagement") or []):
+                    conn.execute(
+                        "INSERT INTO engagement (run_id, label, position, attention, r_median, r_max, r_values)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            run_id,
+                            str(layer["label"]),
+                            pos,
+                            str(layer["attention"]),
+                            float(layer["r_median"]),
+                            float(layer["r_max"]),
+                            json.dumps([float(v) for v in layer["r_values"]]),
+                        ),
+                    )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def mark_failed(self, run_id: str, error: str) -> None:
         self._write(
@@ -348,14 +415,34 @@ class ResultsStore:
             d[key] = json.loads(d[key])
         return d
 
+    def engagement(self) -> dict[str, list[dict]]:
+        """``{run_id: [{label, attention, r_median, r_max, r_values}, ...]}`` in model order, for the runs that have
+        engagement rows (none in a database of schema 1, read as it is: unknown)."""
+        if self.version < 2:
+            return {}
+        out: dict[str, list[dict]] = {}
+        rows = self._read(f"SELECT run_id, {', '.join(ENGAGEMENT_COLUMNS)} FROM engagement ORDER BY run_id, position")
+        for row in rows:
+            d = dict(row)
+            d["r_values"] = json.loads(d["r_values"])
+            out.setdefault(d.pop("run_id"), []).append(d)
+        return out
+
     def runs(self, state: str | None = "done") -> list[dict]:
-        """Rows in grid order, as dicts (JSON columns decoded); ``state=None`` gives every row."""
+        """Rows in grid order, as dicts (JSON columns decoded); ``state=None`` gives every row.
+
+        ``engagement`` holds the run's engagement rows (:meth:`engagement`), ``None`` where none are stored: a run
+        without attention, or one whose engagement is unknown (measured before schema 2, or not done);
+        ``engagement_seconds`` is ``None`` then too."""
         if state is not None and state not in STATES:
             raise StoreError(f"state must be one of {', '.join(STATES)} or None, got {state!r}")
         sql = "SELECT * FROM runs" + (" WHERE state = ?" if state else "") + " ORDER BY position"
         out = []
+        engagement = self.engagement()
         for row in self._read(sql, (state,) if state else ()):
             d = dict(row)
+            d.setdefault("engagement_seconds", None)  # schema 1 has no such column
+            d["engagement"] = engagement.get(d["run_id"])
             for key in _JSON:
                 if d.get(key) is not None:
                     d[key] = json.loads(d[key])

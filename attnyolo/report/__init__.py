@@ -24,6 +24,7 @@ TERMINAL_COLUMNS = (
     "Δ mAP50-95 [interval]",
     "verdict",
     "max |γ|",
+    "engagement r",
 )
 
 

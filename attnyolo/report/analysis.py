@@ -31,6 +31,20 @@ class ReportError(AttnYoloError):
     """A grid folder the report cannot be drawn from (no database, nothing finished, no baseline)."""
 
 
+@dataclass(frozen=True)
+class LayerEngagement:
+    """One attention layer of a variant: its engagement over its seeds and its last γ."""
+
+    label: str
+    attention: str
+    r_median: float
+    """Median of r over the validation images, mean over the seeds."""
+    r_max: float
+    """Largest r over the validation images and the seeds."""
+    gamma: float | None
+    """γ at the last logged epoch, mean over the seeds (``None``: no γ logged for this layer)."""
+
+
 @dataclass
 class VariantRow:
     """One variant's line of the verdict table (the baseline's too, with Δ = 0 and no verdict)."""
@@ -54,11 +68,23 @@ class VariantRow:
     p_holm: float = 1.0
     verdict: str = "reference"
     gamma_moved: float = 0.0
+    engagement: list[LayerEngagement] | None = None
+    """Per attention layer in model order; ``None`` when unknown (a run without stored engagement) or no attention."""
     runs: list[dict] = field(default_factory=list, repr=False)
 
     @property
     def is_baseline(self) -> bool:
         return self.verdict == "reference"
+
+    @property
+    def r_median(self) -> float | None:
+        """Median over the layers of each layer's median r (``None``: unknown)."""
+        return float(np.median([layer.r_median for layer in self.engagement])) if self.engagement else None
+
+    @property
+    def r_max(self) -> float | None:
+        """Largest per-layer median r (``None``: unknown); below τ in every layer means "not engaged"."""
+        return max(layer.r_median for layer in self.engagement) if self.engagement else None
 
 
 @dataclass
@@ -144,7 +170,7 @@ def analyse(
         r0 = variant_runs[0]
         summary = stats.summarise(variant_runs)[r0["variant"]]
         costs = [stats.cost_columns(r, base_by_seed.get(r["seed"], base0)) for r in variant_runs]
-        return VariantRow(
+        row = VariantRow(
             variant=r0["variant"],
             attention=r0.get("attention"),
             placement=_placement(r0),
@@ -161,6 +187,8 @@ def analyse(
             gamma_moved=float(np.mean([stats.gamma_moved(r.get("gamma") or []) for r in variant_runs])),
             runs=variant_runs,
         )
+        row.engagement = layer_engagement(row)
+        return row
 
     by_variant: dict[str, list[dict]] = {}
     for r in runs:
@@ -202,7 +230,8 @@ def analyse(
         done += len(group["variants"])
     for v in stats.verdicts(comparisons, alpha):
         row = next(r for r in rows if r.variant == v.variant)
-        row.delta, row.low, row.high, row.p_holm, row.verdict = v.delta, v.low, v.high, v.p_holm, v.verdict
+        row.delta, row.low, row.high, row.p_holm = v.delta, v.low, v.high, v.p_holm
+        row.verdict = stats.engagement_verdict(v.verdict, row.r_max)
     for row in rows:  # variants without per-image statistics: the difference of the means, no interval
         if not row.is_baseline and row.variant not in pairs:
             row.delta = row.map50_95[0] - next(r for r in rows if r.is_baseline).map50_95[0]
@@ -313,6 +342,29 @@ def gamma_series(row: VariantRow) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         layer: (np.array(sorted(e)), np.array([np.mean(e[k]) for k in sorted(e)]))
         for layer, e in sorted(acc.items(), key=lambda item: label_order(item[0]))
     }
+
+
+def layer_engagement(row: VariantRow) -> list[LayerEngagement] | None:
+    """The variant's engagement per attention layer over its seeds, in model order; ``None`` when a run of it has no
+    stored engagement (the baseline, or runs measured before the results database had it: unknown)."""
+    per_run = [r.get("engagement") for r in row.runs]
+    if not per_run or any(not layers for layers in per_run):
+        return None
+    gammas = gamma_series(row)
+    by_label: dict[str, list[dict]] = {}
+    for layers in per_run:
+        for layer in layers:
+            by_label.setdefault(str(layer["label"]), []).append(layer)
+    return [
+        LayerEngagement(
+            label=label,
+            attention=str(seen[0]["attention"]),
+            r_median=float(np.mean([float(x["r_median"]) for x in seen])),
+            r_max=float(max(float(x["r_max"]) for x in seen)),
+            gamma=float(gammas[label][1][-1]) if label in gammas and len(gammas[label][1]) else None,
+        )
+        for label, seen in sorted(by_label.items(), key=lambda item: label_order(item[0]))
+    ]
 
 
 def _layer_label(value) -> str:

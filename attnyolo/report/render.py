@@ -7,7 +7,8 @@ import html
 from pathlib import Path
 
 from attnyolo.atomic import write_atomically
-from attnyolo.report.analysis import Analysis, control_warnings, describe, stored_vs_curves, val_commands
+from attnyolo.report.analysis import Analysis, VariantRow, control_warnings, describe, stored_vs_curves, val_commands
+from attnyolo.report.stats import ENGAGEMENT_TAU
 
 HEADERS = (
     "variant",
@@ -21,6 +22,7 @@ HEADERS = (
     "Δ mAP50-95 [interval]",
     "verdict",
     "max |γ|",
+    "engagement r",
     "seeds",
 )
 
@@ -41,6 +43,23 @@ CAPTIONS = {
 }
 
 
+ENGAGEMENT_NOTE = (
+    "Engagement r = ‖out − in‖ / ‖in‖ of each attention layer on best.pt, median over the validation images "
+    "(mean over seeds): 0 at the identity start. The column shows the median over the layers and, in brackets, the "
+    f"largest layer's; 'not engaged' means every layer stayed below τ = {ENGAGEMENT_TAU:g}. 'unknown': runs "
+    "measured before attnyolo stored engagement."
+)
+
+
+def engagement_cell(r: VariantRow) -> str:
+    """``0.0800 (max 0.9800)``: median and max over the layers of the per-layer median r; ``unknown`` without it."""
+    if r.is_baseline or not r.attention:
+        return "-"
+    if r.r_median is None:
+        return "unknown"
+    return f"{r.r_median:.4f} (max {r.r_max:.4f})"
+
+
 def caption_of(stem: str) -> str:
     """A figure's caption; the gallery's figures (``gallery-<variant>``) share one."""
     if stem.startswith("gallery-"):
@@ -59,7 +78,9 @@ def table_rows(a: Analysis) -> list[list[str]]:
             dp, dg, gamma = f"{r.d_params:+,}", f"{r.d_gflops:+.3f}", f"{r.gamma_moved:.4f}"
         verdict = r.verdict
         if verdict not in ("better", "worse", "reference") and r.high > r.low:
-            verdict += f" (interval width {r.high - r.low:.4f})"
+            width = f"interval width {r.high - r.low:.4f}"
+            # "... (r < 0.05)" takes the width inside its brackets: one bracket, not two in a row
+            verdict = f"{verdict[:-1]}; {width})" if verdict.endswith(")") else f"{verdict} ({width})"
         out.append(
             [
                 r.variant,
@@ -73,6 +94,7 @@ def table_rows(a: Analysis) -> list[list[str]]:
                 delta,
                 verdict,
                 gamma,
+                engagement_cell(r),
                 ",".join(str(s) for s in r.seeds),
             ]
         )
@@ -162,6 +184,7 @@ def markdown(a: Analysis, figure_dir: str, stems: list[str], notes: list[str] = 
     lines.append("| " + " | ".join(_md_cell(h) for h in HEADERS) + " |")
     lines.append("|" + "---|" * len(HEADERS))
     lines += ["| " + " | ".join(_md_cell(c) for c in cells) + " |" for cells in table_rows(a)]
+    lines += ["", ENGAGEMENT_NOTE]
     if a.missing:
         lines += ["", f"Not included (not finished): {', '.join(a.missing)}"]
     for stem in stems:
@@ -207,6 +230,8 @@ def html_page(a: Analysis, figures: dict[str, bytes], notes: list[str] = ()) -> 
         "<h2>Verdicts</h2><table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in HEADERS) + "</tr></thead>",
         "<tbody>" + "".join(rows) + "</tbody></table>",
     ]
+    parts.append(f"<p>{esc(ENGAGEMENT_NOTE)}</p>")
+    parts += engagement_html(a)
     if a.missing:
         parts.append(f"<p>Not included (not finished): {esc(', '.join(a.missing))}</p>")
     for stem, png in figures.items():
@@ -223,6 +248,42 @@ def html_page(a: Analysis, figures: dict[str, bytes], notes: list[str] = ()) -> 
     parts += [f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in _meta_lines(a)]
     parts.append(f"</dl><p>Redraw: <code>attnyolo report {esc(str(a.folder))}</code></p></body></html>")
     return "\n".join(parts)
+
+
+ENGAGEMENT_LAYER_HEADERS = ("layer", "attention", "r median", "r max", "γ")
+
+
+def engagement_html(a: Analysis) -> list[str]:
+    """Per variant, a small table of its attention layers: label, attention, r median (over the images, mean over
+    seeds), r max (over the images and seeds), γ at the last epoch (mean over seeds)."""
+    esc = html.escape
+    variants = [r for r in a.rows if not r.is_baseline and r.attention]
+    if not variants:
+        return []
+    parts = ["<h2>Engagement per layer</h2>"]
+    for r in variants:
+        parts.append(f"<h3>{esc(r.variant)}</h3>")
+        if not r.engagement:
+            parts.append("<p>unknown (no engagement stored for its runs)</p>")
+            continue
+        head = "".join(f"<th>{esc(h)}</th>" for h in ENGAGEMENT_LAYER_HEADERS)
+        body = "".join(
+            "<tr>"
+            + "".join(
+                f"<td>{esc(c)}</td>"
+                for c in (
+                    layer.label,
+                    layer.attention,
+                    f"{layer.r_median:.4f}",
+                    f"{layer.r_max:.4f}",
+                    "-" if layer.gamma is None else f"{layer.gamma:+.4f}",
+                )
+            )
+            + "</tr>"
+            for layer in r.engagement
+        )
+        parts.append(f'<table class="engagement"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+    return parts
 
 
 def write(a: Analysis, figures: dict[str, bytes], notes: list[str] = ()) -> tuple[Path, Path]:

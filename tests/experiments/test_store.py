@@ -28,7 +28,7 @@ def test_other_schema_version_is_refused_naming_both(tmp_path):
     conn = sqlite3.connect(tmp_path / "g" / "ablate.sqlite")
     conn.execute("PRAGMA user_version=7")
     conn.close()
-    with pytest.raises(SchemaError, match="schema version 7, this attnyolo reads version 1"):
+    with pytest.raises(SchemaError, match="schema version 7, this attnyolo reads version 2"):
         ResultsStore(tmp_path / "g")
 
 

@@ -381,7 +381,8 @@ def model_class(cfg: Mapping) -> type[nn.Module]:
 
 
 def build(cfg: Any, nc: int | None = None, scale: str | None = None, verbose: bool = False, ch: int = 3) -> nn.Module:
-    """Build the task's Ultralytics model (``DetectionModel``, ``SegmentationModel``...) from a model YAML.
+    """Build the task's Ultralytics model (``DetectionModel``, ``SegmentationModel``...) from a model YAML; an
+    original-format YOLOv5 YAML (``anchors:``) is built by YOLOv5's own ``Model`` (:func:`attnyolo.hosts.yolov5.build`).
 
     Args:
         cfg: a path, a bare Ultralytics name or a dict (an edited one from :func:`attnyolo.insert`).
@@ -405,10 +406,11 @@ def build(cfg: Any, nc: int | None = None, scale: str | None = None, verbose: bo
         where = "nc" if nc is not None else "the YAML's nc"
         raise BuildError(f"{where} (number of classes) must be an integer >= 1, got {classes!r}")
     if is_yolov5_original(d):
-        raise BuildError(
-            "this is the original YOLOv5 format (anchors:, Detect [nc, anchors]): attnyolo edits it, but Ultralytics "
-            "builds only its YOLOv5u YAMLs (yolov5nu.yaml...); build it with the yolov5 repository's own code"
-        )
+        # The original format (anchors:) is built by YOLOv5's own Model: an optional host, imported only here
+        # (attnyolo.hosts.yolov5 imports this module, so a top-level import would be a cycle).
+        from attnyolo.hosts.yolov5 import build as build_yolov5
+
+        return build_yolov5(d, nc=nc, scale=scale, verbose=verbose, ch=ch)
     register()
     check_buildable(d)
     sc = resolve_scale(d, scale)

@@ -1,4 +1,4 @@
-"""Writing a model in YOLOv5's own checkpoint format: what its ``train.py --weights``, ``val.py`` and ``export.py`` load.
+"""Writing a model in YOLOv5's checkpoint format: what its ``train.py --weights``, ``val.py`` and ``export.py`` load.
 
 The format is the dict YOLOv5's ``train.py`` saves and its ``strip_optimizer`` leaves in a released ``yolov5s.pt``:
 ``{'model': DetectionModel, 'ema': None, 'updates': None, 'optimizer': None, 'best_fitness': None, 'epoch': -1,

@@ -150,7 +150,7 @@ def build(
     if not is_yolov5_original(d):
         raise BuildError(
             f"{source}: an Ultralytics-8 YAML (no anchors:), not the original YOLOv5 format; build it with "
-            "attnyolo.build / the Ultralytics host (attnyolo yolo ...), or give a YOLOv5 v7.0 YAML (models/yolov5s.yaml)"
+            "attnyolo.build (the Ultralytics host), or give a YOLOv5 v7.0 YAML (its models/yolov5s.yaml)"
         )
     if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int) or nc < 1):
         raise BuildError(f"nc (number of classes) must be an integer >= 1, got {nc!r}")

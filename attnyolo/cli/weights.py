@@ -72,10 +72,13 @@ def finetune_command(
     console.print(f"best: {result.best}")
 
 
+YOLOV5_MODEL_MODULES = {"models.yolo", "yolov5.models.yolo"}  # module of the original YOLOv5's DetectionModel
+
+
 def transfer_command(
     edited: str = typer.Argument(..., help="The edited model YAML (from `attnyolo insert`)."),
     base: Path = typer.Argument(..., help="Base checkpoint: .pt (Ultralytics or state dict) or .safetensors."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output: .pt (Ultralytics checkpoint) or .safetensors."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output: .pt (Ultralytics checkpoint; YOLOv5's for a YOLOv5 YAML) or .safetensors."),
     nc: int | None = typer.Option(None, "--nc", help="Classes (default: the base checkpoint's, else the YAML's)."),
     strict: bool = typer.Option(False, "--strict", help="Fail also on the head's class convs (other class count)."),
     allow_partial: bool = typer.Option(
@@ -109,6 +112,10 @@ def transfer_command(
     meta = {"base": str(base), "edited": str(edited), "transfer": report.counts}
     if output.suffix == ".safetensors":
         save_safetensors(model, output)
+    elif type(model).__module__ in YOLOV5_MODEL_MODULES:  # built by YOLOv5's own Model: its checkpoint format
+        from attnyolo.hosts.yolov5 import save_yolov5_checkpoint  # optional host, present since it built the model
+
+        save_yolov5_checkpoint(model, output, meta)
     else:
         save_ultralytics_checkpoint(model, output, meta)
     console.print(f"wrote {output}")

@@ -24,9 +24,12 @@ Importing offline, without editing any installed file:
   installed, ``yolov5.utils.roboflow`` is a module whose ``RoboflowConnector`` raises a one-line error.
 - fonts: YOLOv5 downloads ``Arial.ttf`` into ``$YOLOV5_CONFIG_DIR`` when absent; attnyolo points that variable
   (unless the user set it) at the folder where :mod:`attnyolo.runtime` already placed local fonts by those names.
-- weights: ``attempt_download`` / ``attempt_download_from_hub`` (GitHub releases, the Hugging Face hub) are
-  replaced, as attributes of every imported YOLOv5 module that holds them, by a local-only lookup that names the
-  missing file instead of downloading it.
+- weights and checks: ``attempt_download`` / ``attempt_download_from_hub`` (GitHub releases, the Hugging Face hub)
+  are replaced, as attributes of every imported YOLOv5 module that holds them, by a local-only lookup that names the
+  missing file instead of downloading it; ``check_online``, ``check_git_status`` and ``check_requirements`` (a
+  connectivity probe, ``git fetch``, ``pip install``) by offline stand-ins (:data:`OFFLINE`).
+- numpy 2.4: YOLOv5's modules get a view of numpy that still has ``trapz`` (:class:`_NumpyForYOLOv5`); numpy itself
+  is not changed.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy
 from packaging.version import parse as parse_version
 
 from attnyolo import runtime
@@ -229,12 +233,48 @@ def _not_on_hub(*args: Any, **kwargs: Any) -> None:
     return None  # "not a Hugging Face repository": YOLOv5 then looks for a local file
 
 
+def _offline(*args: Any, **kwargs: Any) -> bool:
+    return False  # check_online: attnyolo never goes online
+
+
+def _nothing(*args: Any, **kwargs: Any) -> None:
+    return None  # check_git_status (git fetch), check_requirements (pip install): not at run time, never online
+
+
+OFFLINE = {
+    "attempt_download": _local_file,
+    "attempt_download_from_hub": _not_on_hub,
+    "check_online": _offline,
+    "check_git_status": _nothing,
+    "check_requirements": _nothing,
+}
+"""YOLOv5 helpers that reach the network, and attnyolo's offline stand-ins (see :func:`offline_downloads`)."""
+
+
+class _NumpyForYOLOv5(types.ModuleType):
+    """numpy as YOLOv5 v7.0's modules see it: numpy 2.4 removed ``trapz`` (renamed ``trapezoid`` in 2.0), which its
+    ``utils/metrics.py::compute_ap`` calls for every mAP. Everything else is numpy itself."""
+
+    trapz = staticmethod(getattr(numpy, "trapezoid", None) or getattr(numpy, "trapz", None))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(numpy, name)
+
+
+_NUMPY = _NumpyForYOLOv5("numpy")
+
+
 def offline_downloads(code: YOLOv5Code) -> None:
-    """Replace the download helpers in every imported module of ``code`` (idempotent)."""
+    """Replace the network helpers (:data:`OFFLINE`) in every imported module of ``code`` (idempotent).
+
+    ``check_requirements`` pip-installs what it finds missing (after a connectivity probe) and ``check_git_status``
+    runs ``git fetch``: installing is the user's step (README), so at run time they do nothing.
+    """
     for name, module in list(sys.modules.items()):
         if module is None or not code.owns(name):  # the package's modules, and its top-level alias (models.yolo)
             continue
-        if callable(getattr(module, "attempt_download", None)):
-            module.attempt_download = _local_file
-        if callable(getattr(module, "attempt_download_from_hub", None)):
-            module.attempt_download_from_hub = _not_on_hub
+        for attr, stand_in in OFFLINE.items():
+            if callable(getattr(module, attr, None)):
+                setattr(module, attr, stand_in)
+        if getattr(module, "np", None) is numpy and not hasattr(numpy, "trapz"):
+            module.np = _NUMPY

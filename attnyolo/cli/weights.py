@@ -78,7 +78,9 @@ YOLOV5_MODEL_MODULES = {"models.yolo", "yolov5.models.yolo"}  # module of the or
 def transfer_command(
     edited: str = typer.Argument(..., help="The edited model YAML (from `attnyolo insert`)."),
     base: Path = typer.Argument(..., help="Base checkpoint: .pt (Ultralytics or state dict) or .safetensors."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output: .pt (Ultralytics checkpoint; YOLOv5's for a YOLOv5 YAML) or .safetensors."),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Output: .pt (Ultralytics checkpoint; YOLOv5's for a YOLOv5 YAML) or .safetensors."
+    ),
     nc: int | None = typer.Option(None, "--nc", help="Classes (default: the base checkpoint's, else the YAML's)."),
     strict: bool = typer.Option(False, "--strict", help="Fail also on the head's class convs (other class count)."),
     allow_partial: bool = typer.Option(

@@ -101,9 +101,8 @@ def val_command(
     """YOLOv5's own val.py; more val.py options as key=value (imgsz=128 batch_size=4)."""
     from attnyolo.hosts.yolov5.entry import options_from, val
 
-    (mp, mr, map50, map_, *_), _, _ = val(
-        data=data, weights=weights, yolov5=yolov5, trust=trust, **options_from(ctx.args)
-    )
+    results = val(data=data, weights=weights, yolov5=yolov5, trust=trust, **options_from(ctx.args))
+    mp, mr, map50, map_ = results[0][:4]
     make_console().print(f"P {mp:.4f}  R {mr:.4f}  mAP50 {map50:.4f}  mAP50-95 {map_:.4f}")
 
 

@@ -189,10 +189,15 @@ def train(
 
 
 def val(
-    *, data: str | os.PathLike, weights: str | os.PathLike, yolov5: str | os.PathLike | None = None,
-    trust: bool = False, **options: Any,
+    *,
+    data: str | os.PathLike,
+    weights: str | os.PathLike,
+    yolov5: str | os.PathLike | None = None,
+    trust: bool = False,
+    **options: Any,
 ) -> Any:
-    """Validate with YOLOv5's own ``val.run``; returns what it returns (``(mp, mr, map50, map, *losses), maps, t``)."""
+    """Validate with YOLOv5's own ``val.run``; returns what it returns: ``((mp, mr, map50, map, *losses), maps, ...)``
+    (the package adds per-class mAP50 before the timings)."""
     code = _prepare(yolov5)
     allow_file(weights, trust=trust)
     options = {"plots": False, **options}  # YOLOv5 v7.0's plots call Pillow's getsize, gone since Pillow 10
@@ -200,13 +205,20 @@ def val(
 
 
 def export(
-    *, weights: str | os.PathLike, include: tuple[str, ...] = ("onnx",), yolov5: str | os.PathLike | None = None,
-    trust: bool = False, opset: int = 17, **options: Any,
+    *,
+    weights: str | os.PathLike,
+    include: tuple[str, ...] = ("onnx",),
+    yolov5: str | os.PathLike | None = None,
+    trust: bool = False,
+    opset: int = 17,
+    **options: Any,
 ) -> list[str]:
     """Export with YOLOv5's own ``export.run`` (ONNX at opset 17 by default: some zoo layers need it); returns the
     files written."""
     code = _prepare(yolov5)
     allow_file(weights, trust=trust)
+    if isinstance(options.get("imgsz"), int):  # export.run wants a list (h, w); train/val take an int
+        options["imgsz"] = [options["imgsz"]] * 2
     return list(code.module("export").run(weights=str(weights), include=tuple(include), opset=opset, **options))
 
 

@@ -28,8 +28,9 @@ Importing offline, without editing any installed file:
   are replaced, as attributes of every imported YOLOv5 module that holds them, by a local-only lookup that names the
   missing file instead of downloading it; ``check_online``, ``check_git_status`` and ``check_requirements`` (a
   connectivity probe, ``git fetch``, ``pip install``) by offline stand-ins (:data:`OFFLINE`).
-- numpy 2.4: YOLOv5's modules get a view of numpy that still has ``trapz`` (:class:`_NumpyForYOLOv5`); numpy itself
-  is not changed.
+- numpy 2.4 and torch 2.9+: YOLOv5's modules get a view of numpy that still has ``trapz``
+  (:class:`_NumpyForYOLOv5`), and its ``export`` module a view of torch whose ``onnx.export`` defaults to the
+  TorchScript exporter (:class:`_TorchForYOLOv5`); numpy and torch themselves are not changed.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy
+import torch
 from packaging.version import parse as parse_version
 
 from attnyolo import runtime
@@ -264,6 +266,31 @@ class _NumpyForYOLOv5(types.ModuleType):
 _NUMPY = _NumpyForYOLOv5("numpy")
 
 
+class _OnnxForYOLOv5(types.ModuleType):
+    """``torch.onnx`` as YOLOv5's ``export.py`` sees it: ``export`` with ``dynamo=False`` unless given. YOLOv5 v7.0
+    calls ``torch.onnx.export`` without ``dynamo``, and since torch 2.9 the default is the dynamo exporter (which
+    needs the onnxscript package); Ultralytics passes ``dynamo=False`` for the same reason."""
+
+    def export(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("dynamo", False)
+        return torch.onnx.export(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(torch.onnx, name)
+
+
+class _TorchForYOLOv5(types.ModuleType):
+    """torch as YOLOv5's ``export.py`` sees it: ``torch.onnx`` is :class:`_OnnxForYOLOv5`, the rest is torch."""
+
+    onnx = _OnnxForYOLOv5("torch.onnx")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(torch, name)
+
+
+_TORCH = _TorchForYOLOv5("torch")
+
+
 def offline_downloads(code: YOLOv5Code) -> None:
     """Replace the network helpers (:data:`OFFLINE`) in every imported module of ``code`` (idempotent).
 
@@ -278,3 +305,5 @@ def offline_downloads(code: YOLOv5Code) -> None:
                 setattr(module, attr, stand_in)
         if getattr(module, "np", None) is numpy and not hasattr(numpy, "trapz"):
             module.np = _NUMPY
+        if name == f"{code.prefix}export" and getattr(module, "torch", None) is torch:
+            module.torch = _TORCH

@@ -95,7 +95,8 @@ def transfer_command(
     architectures are aligned. A transfer that would leave weights behind stops, unless --allow-partial.
     """
     from attnyolo.checkpoints import save_safetensors, save_ultralytics_checkpoint
-    from attnyolo.graph import build, load
+    from attnyolo.graph import load
+    from attnyolo.hosts.build import build
     from attnyolo.weights import load_source, transfer
 
     source = load_source(base, trust=trust)  # the path keeps a .safetensors' architecture for the alignment

@@ -382,8 +382,7 @@ def model_class(cfg: Mapping) -> type[nn.Module]:
 
 
 def build(cfg: Any, nc: int | None = None, scale: str | None = None, verbose: bool = False, ch: int = 3) -> nn.Module:
-    """Build the task's Ultralytics model (``DetectionModel``, ``SegmentationModel``...) from a model YAML; an
-    original-format YOLOv5 YAML (``anchors:``) is built by YOLOv5's own ``Model`` (:func:`attnyolo.hosts.yolov5.build`).
+    """Build the task's Ultralytics model (``DetectionModel``, ``SegmentationModel``...) from a model YAML.
 
     Args:
         cfg: a path, a bare Ultralytics name or a dict (an edited one from :func:`attnyolo.insert`).
@@ -407,11 +406,10 @@ def build(cfg: Any, nc: int | None = None, scale: str | None = None, verbose: bo
         where = "nc" if nc is not None else "the YAML's nc"
         raise BuildError(f"{where} (number of classes) must be an integer >= 1, got {classes!r}")
     if is_yolov5_original(d):
-        # The original format (anchors:) is built by YOLOv5's own Model: an optional host, imported only here
-        # (attnyolo.hosts.yolov5 imports this module, so a top-level import would be a cycle).
-        from attnyolo.hosts.yolov5 import build as build_yolov5
-
-        return build_yolov5(d, nc=nc, scale=scale, verbose=verbose, ch=ch)
+        raise BuildError(
+            "this is the original YOLOv5 format (anchors:, Detect [nc, anchors]): Ultralytics builds only its YOLOv5u "
+            "YAMLs (yolov5nu.yaml...); attnyolo.build (attnyolo.hosts.build) builds it with YOLOv5's own Model"
+        )
     register()
     check_buildable(d)
     sc = resolve_scale(d, scale)

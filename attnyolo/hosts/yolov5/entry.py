@@ -11,8 +11,9 @@
   validate) is first vetted by :func:`attnyolo.checkpoints.load_checkpoint` (allow-list, no constructor calls, no
   hooks, a checked model YAML), and the globals it needs are then added to torch's safe globals, so YOLOv5's own
   ``weights_only`` load succeeds. The files a run writes itself also hold a numpy array (``best_fitness``) until
-  YOLOv5 strips them: :func:`allow_run_checkpoints`. A file outside the allow-list stops the run with one line; ``trust`` skips the
-  vetting and turns on the full pickle for the run (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``) for files you trust.
+  YOLOv5 strips them: :func:`allow_run_checkpoints`. A file outside the allow-list stops the run with one line;
+  ``trust`` skips the vetting and turns on the full pickle for the run (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``), for
+  files you trust.
 - **The optimiser.** YOLOv5's ``smart_optimizer`` puts a model's parameters in three groups by their attribute
   name: ``bias``, BatchNorm ``weight`` (no decay), other ``weight`` (decay). Any other name is in no group and is
   silently never trained: that includes every inserted layer's identity-start ``gamma``, which would stay 0 and
@@ -44,7 +45,6 @@ import yaml
 from attnyolo.checkpoints import load_checkpoint
 from attnyolo.checkpoints.pickle_scan import allow_list, zip_data_pkl
 from attnyolo.finetune import GAMMA_CSV, gamma_values
-from attnyolo.graph.ultralytics import AttentionLayer
 from attnyolo.graph.ultralytics import register as register_zoo
 from attnyolo.hosts.yolov5.errors import YOLOv5HostError
 from attnyolo.hosts.yolov5.layers import register

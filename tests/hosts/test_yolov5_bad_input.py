@@ -49,7 +49,8 @@ def test_folder_that_is_not_a_clone_is_named_with_what_is_missing(tmp_path):
 
 def test_clone_of_another_version_names_the_supported_one(tmp_path):
     # v6.2's models/yolo.py: DetectionModel and parse_model(d, ch), but no Segment head (added in v7.0)
-    v62 = "class Detect(nn.Module):\n    pass\nclass DetectionModel(BaseModel):\n    pass\ndef parse_model(d, ch):\n    pass\n"
+    v62 = "class Detect(nn.Module):\n    pass\nclass DetectionModel(BaseModel):\n    pass\n"
+    v62 += "def parse_model(d, ch):\n    pass\n"
     with pytest.raises(YOLOv5HostError) as e:
         locate(fake_clone(tmp_path, v62))
     assert "another version" in str(e.value) and SUPPORTED in str(e.value) and str(tmp_path) in str(e.value)

@@ -103,7 +103,7 @@ def test_start_checkpoint_keeps_every_tensor_in_yolov5s_own_train_load(tmp_path,
     code = locate()
     allow_file(start)  # what `attnyolo yolov5 train --weights start.pt` does before YOLOv5 loads it
     ckpt = torch.load(start, map_location="cpu")  # YOLOv5's call, weights_only by default
-    intersect = code.module("utils.torch_utils").intersect_dicts
+    intersect = code.module("utils.general").intersect_dicts
     csd = ckpt["model"].float().state_dict()
     # without --cfg YOLOv5 builds ckpt['model'].yaml and excludes nothing: every tensor is kept
     model = code.yolo.Model(ckpt["model"].yaml, ch=3, nc=None)

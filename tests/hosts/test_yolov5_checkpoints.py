@@ -14,6 +14,7 @@ from yolov5_helpers import code, requires_yolov5, yolov5_model
 
 import attnyolo
 from attnyolo.checkpoints import CheckpointError
+from attnyolo.checkpoints.pickle_scan import scan_pickle, zip_data_pkl
 from attnyolo.hosts.yolov5.entry import allow_file
 
 pytestmark = requires_yolov5
@@ -56,7 +57,7 @@ def test_checkpoint_written_by_yolov5_loads_safely_with_its_weights(base_checkpo
 
 def test_checkpoint_naming_top_level_models_loads_as_the_installed_yolov5(base_checkpoints, tmp_path):
     path = as_clone_checkpoint(base_checkpoints["yolov5n"], tmp_path / "clone-format.pt")
-    names = set(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    names = scan_pickle(zip_data_pkl(path))[0]  # the globals the file names (torch omits registered ones)
     assert "models.yolo.DetectionModel" in names and not any(n.startswith("yolov5.") for n in names)
     model = attnyolo.load_checkpoint(path)["model"]
     assert type(model) is code().yolo.DetectionModel
@@ -78,10 +79,10 @@ def hostile(tmp_path: Path) -> dict[str, tuple[Path, Path, str]]:
     torch.save({"model": CallsFunction(type(model), cfg)}, tmp_path / "constructor.pt")
     out["constructor"] = (tmp_path / "constructor.pt", marker, "DetectionModel (called as a constructor")
 
-    marker = tmp_path / "parse.ran"  # a YOLOv5 function, not a layer class: outside the allow-list
-    parse_model = code().yolo.parse_model
-    torch.save({"model": model, "x": CallsFunction(parse_model, {"nc": 1})}, tmp_path / "function.pt")
-    out["function"] = (tmp_path / "function.pt", marker, "parse_model")
+    marker = tmp_path / "function.ran"  # a YOLOv5 function, not a layer class: outside the allow-list
+    increment_path = code().module("utils.general").increment_path  # increment_path(path, mkdir=True) makes a dir
+    torch.save({"model": model, "x": CallsFunction(increment_path, marker, True, "", True)}, tmp_path / "function.pt")
+    out["function"] = (tmp_path / "function.pt", marker, "increment_path")
 
     marker = tmp_path / "activation.ran"  # YOLOv5's Model would eval() this string when the YAML is rebuilt
     evil = yolov5_model("yolov5n")

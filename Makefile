@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: pip takes these wheels from the local disk where they exist
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	# the original YOLOv5 host (pyproject: the yolov5 extra says why --no-deps)
+	$(BIN)/python -m pip install -q --no-deps yolov5==7.0.14
 	@rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)

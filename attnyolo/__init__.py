@@ -14,7 +14,8 @@ from attnyolo._version import __version__  # noqa: E402
 from attnyolo.checkpoints import load_checkpoint, load_safetensors_model, save_safetensors  # noqa: E402
 from attnyolo.experiments import ablate  # noqa: E402
 from attnyolo.finetune import FinetuneResult, finetune  # noqa: E402
-from attnyolo.graph import IndexMap, build, dump, index_map, insert, load, register, remove, replace  # noqa: E402
+from attnyolo.graph import IndexMap, dump, index_map, insert, load, register, remove, replace  # noqa: E402
+from attnyolo.hosts.build import build  # noqa: E402  (Ultralytics, or YOLOv5's Model for an original YAML)
 from attnyolo.registry import ModuleSpec, available, create, describe  # noqa: E402
 from attnyolo.weights import TransferReport, transfer  # noqa: E402
 

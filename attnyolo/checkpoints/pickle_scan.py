@@ -148,10 +148,29 @@ def _plain_types() -> dict[str, Any]:
     return allowed
 
 
+YOLOV5_PREFIXES = ("models.", "yolov5.models.")
+"""Module paths of the original YOLOv5's layer classes (a clone's, the PyPI package's): resolved by its host."""
+
+_yolov5_missing: list[str] = []  # why the YOLOv5 host could not resolve a name (for the refusal message)
+
+
+def _yolov5_class(name: str) -> type | None:
+    # Imported here, not at the top: the YOLOv5 host is optional, and it imports this package (a cycle otherwise).
+    from attnyolo.hosts.yolov5 import YOLOv5HostError, resolve_class
+
+    try:
+        return resolve_class(name)
+    except YOLOv5HostError as e:
+        _yolov5_missing[:] = [str(e)]
+        return None
+
+
 def _module_class(name: str, moved: Mapping[str, Any]) -> type | None:
     """The ``nn.Module`` subclass a global names, if it lives in an allowed package (imports only those): defined
     under that name, or registered in torch's safe globals under it (``moved``: a class that moved since the
     checkpoint was written, e.g. attnyolo's adapters, once in ``attnyolo.graph.ultralytics``)."""
+    if name.startswith(YOLOV5_PREFIXES):
+        return _yolov5_class(name)
     module, _, attr = name.rpartition(".")
     if not name.startswith(MODULE_PREFIXES) or not module:
         return None
@@ -181,6 +200,7 @@ def allow_list(path: Path, data_pkl: bytes) -> list[Any]:
     plain = _plain_types()
     entries: list[Any] = []
     refused: list[str] = []
+    _yolov5_missing.clear()
     for name in sorted(needed):
         cls = _module_class(name, moved)
         if cls is not None:
@@ -193,9 +213,13 @@ def allow_list(path: Path, data_pkl: bytes) -> list[Any]:
         else:
             refused.append(name)
     if refused:
+        yolov5 = _yolov5_missing and any(r.startswith(YOLOV5_PREFIXES) for r in refused)
+        why = (
+            f" (YOLOv5's layer classes are allowed once YOLOv5 can be imported: {_yolov5_missing[0]})" if yolov5 else ""
+        )
         raise CheckpointError(
             f"{path}: refused to load: the checkpoint references code outside the safe allow-list: "
-            f"{', '.join(refused)}. Loading it would run that code; {TRUST_HINT}"
+            f"{', '.join(refused)}{why}. Loading it would run that code; {TRUST_HINT}"
         )
     if "numpy.dtype" in needed:  # dtype instances are rebuilt as their concrete class, which the scan cannot see
         import numpy as np

@@ -212,7 +212,7 @@ def insert_command(
     placed = f"attention inside layers {inside_rows(cfg)}" if inside else f"inserted rows {list(index_map.inserted)}"
     console.print(f"wrote {out}  ({placed})", soft_wrap=True)
     ultralytics_scale = guess_scale(out.name) or (next(iter(cfg["scales"])) if cfg.get("scales") else "")
-    if chosen != ultralytics_scale:
+    if chosen != ultralytics_scale and not is_yolov5_original(cfg):  # YOLOv5 reads the YAML's multiples, not names
         console.print(
             f"note: Ultralytics takes the scale from the file name, so YOLO({out.name!r}) builds scale "
             f"{ultralytics_scale!r}, not {chosen!r}; name the file like {suggested.name!r} "

@@ -73,10 +73,15 @@ def finetune_command(
     console.print(f"best: {result.best}")
 
 
+YOLOV5_MODEL_MODULES = {"models.yolo", "yolov5.models.yolo"}  # module of the original YOLOv5's DetectionModel
+
+
 def transfer_command(
     edited: str = typer.Argument(..., help="The edited model YAML (from `attnyolo insert`)."),
     base: Path = typer.Argument(..., help="Base checkpoint: .pt (Ultralytics or state dict) or .safetensors."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output: .pt (Ultralytics checkpoint) or .safetensors."),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Output: .pt (Ultralytics checkpoint; YOLOv5's for a YOLOv5 YAML) or .safetensors."
+    ),
     nc: int | None = typer.Option(None, "--nc", help="Classes (default: the base checkpoint's, else the YAML's)."),
     strict: bool = typer.Option(False, "--strict", help="Fail also on the head's class convs (other class count)."),
     allow_partial: bool = typer.Option(
@@ -91,7 +96,8 @@ def transfer_command(
     architectures are aligned. A transfer that would leave weights behind stops, unless --allow-partial.
     """
     from attnyolo.checkpoints import save_safetensors, save_ultralytics_checkpoint
-    from attnyolo.graph import build, load
+    from attnyolo.graph import load
+    from attnyolo.hosts.build import build
     from attnyolo.weights import load_source, transfer
 
     source = load_source(base, trust=trust)  # the path keeps a .safetensors' architecture for the alignment
@@ -110,6 +116,10 @@ def transfer_command(
     meta = {"base": str(base), "edited": str(edited), "transfer": report.counts}
     if output.suffix == ".safetensors":
         save_safetensors(model, output)
+    elif type(model).__module__ in YOLOV5_MODEL_MODULES:  # built by YOLOv5's own Model: its checkpoint format
+        from attnyolo.hosts.yolov5 import save_yolov5_checkpoint  # optional host, present since it built the model
+
+        save_yolov5_checkpoint(model, output, meta)
     else:
         save_ultralytics_checkpoint(model, output, meta)
     console.print(f"wrote {output}")

@@ -127,9 +127,10 @@ class AttentionLayer(nn.Module):
         y = attn(x)
         if y.dtype != x.dtype:  # lerp wants one dtype; the arithmetic form promotes as before
             return x + gamma * (y - x)
-        if not torch.is_grad_enabled() and _owned_like(y, x) and not _has_hooks(attn):
+        if not torch.is_grad_enabled() and not torch.jit.is_tracing() and _owned_like(y, x) and not _has_hooks(attn):
             # inference: y is a temporary of the module's, so write the result into it (on CPU every new
-            # feature-map-sized buffer costs an mmap and its page faults)
+            # feature-map-sized buffer costs an mmap and its page faults); not while tracing: the TorchScript ONNX
+            # exporter (YOLOv5's export.py, torch.onnx.export(dynamo=False)) cannot translate lerp(..., out=)
             return torch.lerp(x, y, gamma, out=y)
         return torch.lerp(x, y, gamma)
 

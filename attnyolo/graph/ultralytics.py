@@ -220,8 +220,8 @@ def build(cfg: Any, nc: int | None = None, scale: str | None = None, verbose: bo
         raise BuildError(f"{where} (number of classes) must be an integer >= 1, got {classes!r}")
     if is_yolov5_original(d):
         raise BuildError(
-            "this is the original YOLOv5 format (anchors:, Detect [nc, anchors]): attnyolo edits it, but Ultralytics "
-            "builds only its YOLOv5u YAMLs (yolov5nu.yaml...); build it with the yolov5 repository's own code"
+            "this is the original YOLOv5 format (anchors:, Detect [nc, anchors]): Ultralytics builds only its YOLOv5u "
+            "YAMLs (yolov5nu.yaml...); attnyolo.build (attnyolo.hosts.build) builds it with YOLOv5's own Model"
         )
     register()
     check_buildable(d)

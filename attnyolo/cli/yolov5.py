@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import typer
 
-from attnyolo.cli.args import make_console
+from attnyolo.console import make_console
 
 yolov5_app = typer.Typer(
     help="The original YOLOv5 (v7.0: the yolov5 package or a clone given by --yolov5 / ATTNYOLO_YOLOV5).",

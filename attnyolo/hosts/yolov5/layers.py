@@ -27,7 +27,7 @@ from torch import nn
 from attnyolo.graph.adapter import adapter_class
 from attnyolo.graph.checks import check_attention_rows
 from attnyolo.graph.errors import BuildError
-from attnyolo.graph.inside import without_inside
+from attnyolo.graph.inside_syntax import without_inside
 from attnyolo.graph.layers import attention_name, is_yolov5_original
 from attnyolo.graph.names import check_buildable
 from attnyolo.graph.yaml_io import load

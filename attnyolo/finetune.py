@@ -506,6 +506,7 @@ def finetune(
     hparams: Mapping[str, Any] | None = None,
     callbacks: Mapping[str, Any] | None = None,
     print_report: bool = True,
+    recipe: Any = None,
     **yolo_args: Any,
 ) -> FinetuneResult:
     """Fine-tune a trained base model with attention inserted, keeping every base weight.
@@ -523,6 +524,7 @@ def finetune(
         hparams: the attention's hyper-parameters (``{"rd_ratio": 0.25}``).
         callbacks: more Ultralytics callbacks, ``{event: function or [functions]}`` (``"on_fit_epoch_end"``...).
         print_report: print the transfer report table.
+        recipe: an :class:`attnyolo.recipe.Recipe` (attention warm-up, the new tensors' learning rate), or ``None``.
         **yolo_args: Ultralytics training arguments (``epochs``, ``imgsz``, ``batch``, ``device``, ``project``,
             ``name``...), passed to ``YOLO.train`` unchanged.
 
@@ -562,6 +564,8 @@ def finetune(
             freezer = FreezeTransferred({dst for _, dst in report.transferred}, freeze_epochs)
             yolo.add_callback("on_train_epoch_start", freezer.on_train_epoch_start)
             yolo.add_callback("on_train_batch_start", freezer.on_train_batch_start)
+        if recipe is not None:  # attnyolo.recipe.Recipe (not imported here: it builds on FreezeTransferred)
+            recipe.install(yolo, {dst for _, dst in report.transferred}, yolo_args.get("epochs"))
         for event, functions in dict(callbacks or {}).items():
             for function in functions if isinstance(functions, (list, tuple)) else [functions]:
                 yolo.add_callback(event, function)

@@ -121,9 +121,12 @@ def start_model(grid: Grid, variant: Variant, seed: int, nc: int, names: dict) -
         )
         cfg["nc"] = nc
         model = build(cfg, nc=nc)
-        report = transfer(model, ckpt, imap)
-        report.source = grid.weights
-        check_left_behind(report, len(layers(base_cfg)) - 1, nc_base, nc)
+        if variant.load == "keys":  # the positive control: Ultralytics' key matching (see load_base_by_keys)
+            report = load_base_by_keys(model, ckpt, grid.weights)
+        else:
+            report = transfer(model, ckpt, imap)
+            report.source = grid.weights
+            check_left_behind(report, len(layers(base_cfg)) - 1, nc_base, nc)
     else:
         base_cfg = load(grid.model)
         torch.manual_seed(seed)
@@ -133,10 +136,24 @@ def start_model(grid: Grid, variant: Variant, seed: int, nc: int, names: dict) -
         else:
             cfg, imap = check_variant(base_cfg, variant, grid.identity_start)
             model = build(dict(cfg, nc=nc), nc=nc)
-            transfer(model, base, imap)
+            if variant.load == "keys":
+                load_base_by_keys(model, base, "the from-scratch base")
+            else:
+                transfer(model, base, imap)
             report = None
     model.names = dict(names)
     return Start(model=model, base_cfg=dict(base_cfg, nc=nc), report=report)
+
+
+def load_base_by_keys(model: torch.nn.Module, base: Any, source: str) -> Any:
+    """A ``load: keys`` variant (the positive control): the base loaded by Ultralytics' key matching, as
+    ``yolo train model=EDITED.yaml pretrained=BASE.pt`` does; the report counts what it kept and left behind
+    (nothing is refused: losing the shifted layers' weights is the point of this control)."""
+    from attnyolo.key_matching import load_by_keys
+
+    report = load_by_keys(model, base)
+    report.source = source
+    return report
 
 
 def save_start(model: torch.nn.Module, path: Path, data: str, meta: Mapping) -> Path:

@@ -15,7 +15,11 @@ Recipes (all: 2 epochs at 320, AdamW lr0 1e-4, no Ultralytics warm-up, no mosaic
 - ``b-new100``: every new tensor (the attention's weights too) at lr0 x 100, gamma at lr0 x 100;
 - ``c-warmup``: attention warm-up: epoch 1 trains only the new tensors (transferred frozen, BatchNorm statistics
   kept) with an optimiser step per batch, new tensors at lr0 x 100 and gamma at lr0 x 1000; epoch 2 joint;
-- ``c-warmup-g100``: as ``c-warmup`` with gamma at lr0 x 100.
+- ``c-warmup-g100``: as ``c-warmup`` with gamma at lr0 x 100;
+- ``d-warmup-channel``: as ``c-warmup`` with a per-channel gamma (LayerScale-like, shape 1xCx1x1, zeros) instead of
+  the scalar. The adapter has no such option today: this script swaps the gamma of every ``AttentionLayer`` at
+  construction (a patch of ``AttentionLayer.__init__`` in this process only, so the start model and the model
+  Ultralytics' trainer rebuilds from the YAML both get it). Identity start stays exact (``lerp(x, y, 0) == x``).
 
 Usage (results appended to OUT/measurements.jsonl, one JSON line per run; finished runs are skipped)::
 
@@ -60,7 +64,21 @@ RECIPES: dict[str, tuple[dict, Recipe]] = {
     "b-new100": ({}, Recipe(new_lr_scale=100, gamma_lr_scale=100)),
     "c-warmup": ({}, Recipe(warmup_epochs=1, new_lr_scale=100, gamma_lr_scale=1000)),
     "c-warmup-g100": ({}, Recipe(warmup_epochs=1, new_lr_scale=100, gamma_lr_scale=100)),
+    "d-warmup-channel": ({}, Recipe(warmup_epochs=1, new_lr_scale=100, gamma_lr_scale=1000)),
 }
+PER_CHANNEL_GAMMA = {"d-warmup-channel"}
+_scalar_gamma_init = AttentionLayer.__init__
+
+
+def _per_channel_gamma_init(self, *args, **kwargs):
+    _scalar_gamma_init(self, *args, **kwargs)
+    if self.gamma is not None:
+        self.gamma = torch.nn.Parameter(torch.zeros(1, self.channels, 1, 1))
+
+
+def gamma_max_abs(model: torch.nn.Module) -> dict[str, float]:
+    """max |gamma| of every attention layer (a scalar gamma: its absolute value)."""
+    return {k: float(m.gamma.detach().abs().max()) for k, m in attention_layers(model) if m.gamma is not None}
 
 
 def attention_layers(model: torch.nn.Module) -> list[tuple[str, AttentionLayer]]:
@@ -110,6 +128,7 @@ def run(name: str, variant: str, seed: int, out: Path, images: list[Path]) -> di
     from ultralytics import YOLO
 
     overrides, recipe = RECIPES[name]
+    AttentionLayer.__init__ = _per_channel_gamma_init if name in PER_CHANNEL_GAMMA else _scalar_gamma_init
     data = default_dataset()
     base = Path(base_path())
     if variant == "control":
@@ -122,7 +141,8 @@ def run(name: str, variant: str, seed: int, out: Path, images: list[Path]) -> di
     run_name = f"{name}-{variant.replace('@', '_')}-s{seed}"
     start = save_ultralytics_checkpoint(model, out / f".{run_name}-start.pt", {"base": str(base)}, data=data)
     yolo = YOLO(str(start))
-    add_gamma_logging(yolo)
+    if name not in PER_CHANNEL_GAMMA:  # the gamma CSV holds scalars
+        add_gamma_logging(yolo)
     add_gamma_optimiser(yolo)
     args = {**COMMON, **overrides}
     recipe.install(yolo, transferred, epochs=args["epochs"])
@@ -133,7 +153,7 @@ def run(name: str, variant: str, seed: int, out: Path, images: list[Path]) -> di
     t0 = time.perf_counter()
     r = engagement(best, images, args["imgsz"])
     r_s = time.perf_counter() - t0
-    gammas = {str(i): g for i, _, g in gamma_values(best)}
+    gammas = gamma_max_abs(best) if name in PER_CHANNEL_GAMMA else {str(i): g for i, _, g in gamma_values(best)}
     val = validate(best, imgsz=args["imgsz"])
     return {
         "recipe": name,
@@ -150,15 +170,39 @@ def run(name: str, variant: str, seed: int, out: Path, images: list[Path]) -> di
     }
 
 
+def table(log: Path) -> str:
+    """The measurements as a markdown table, one row per run, in the order they ran."""
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    out = [
+        "| recipe | variant | seed | r per layer (median over val images) | median r | max abs(gamma) | "
+        "mAP50-95 | vs base 0.4112 | train s | r s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for d in rows:
+        r = " / ".join(f"{v:.3f}" for v in d["r"].values()) or "-"
+        med = "-" if d["r_median"] is None else f"{d['r_median']:.3f}"
+        g = "-" if d["max_abs_gamma"] is None else f"{d['max_abs_gamma']:.3f}"
+        delta = d["map50_95"] - d["base_map50_95"]
+        out.append(
+            f"| {d['recipe']} | {d['variant']} | {d['seed']} | {r} | {med} | {g} | {d['map50_95']:.4f} | "
+            f"{delta:+.4f} | {d['train_s']:.0f} | {d['r_s']:.0f} |"
+        )
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", default="c-warmup,a-demo,b-new100")
     parser.add_argument("--variants", default="control,cbam@neck")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--out", type=Path, default=Path("/tmp/recipe/measure_recipes"))
+    parser.add_argument("--table", action="store_true", help="print OUT/measurements.jsonl as a markdown table")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "measurements.jsonl"
+    if args.table:
+        print(table(log))
+        return
     done = set()
     if log.is_file():
         for line in log.read_text().splitlines():

@@ -16,6 +16,7 @@ Recipes (all: 2 epochs at 320, AdamW lr0 1e-4, no Ultralytics warm-up, no mosaic
 - ``c-warmup``: attention warm-up: epoch 1 trains only the new tensors (transferred frozen, BatchNorm statistics
   kept) with an optimiser step per batch, new tensors at lr0 x 100 and gamma at lr0 x 1000; epoch 2 joint;
 - ``c-warmup-g100``: as ``c-warmup`` with gamma at lr0 x 100;
+- ``c-warmup-lrf1``: as ``c-warmup`` with ``lrf=1`` (no linear decay: the joint epoch runs at lr0, not lr0 / 2);
 - ``d-warmup-channel``: as ``c-warmup`` with a per-channel gamma (LayerScale-like, shape 1xCx1x1, zeros) instead of
   the scalar. The adapter has no such option today: this script swaps the gamma of every ``AttentionLayer`` at
   construction (a patch of ``AttentionLayer.__init__`` in this process only, so the start model and the model
@@ -65,6 +66,7 @@ RECIPES: dict[str, tuple[dict, Recipe]] = {
     "c-warmup": ({}, Recipe(warmup_epochs=1, new_lr_scale=100, gamma_lr_scale=1000)),
     "c-warmup-g100": ({}, Recipe(warmup_epochs=1, new_lr_scale=100, gamma_lr_scale=100)),
     "d-warmup-channel": ({}, Recipe(warmup_epochs=1, new_lr_scale=100, gamma_lr_scale=1000)),
+    "c-warmup-lrf1": ({"lrf": 1.0}, Recipe(warmup_epochs=1, new_lr_scale=100, gamma_lr_scale=1000)),
 }
 PER_CHANNEL_GAMMA = {"d-warmup-channel"}
 _scalar_gamma_init = AttentionLayer.__init__

@@ -13,6 +13,8 @@ Recipes (all: 2 epochs at 320, AdamW lr0 1e-4, no Ultralytics warm-up, no mosaic
 
 - ``a-demo``: today's demo recipe (gamma at lr0 x 10 in its own group, everything else at lr0);
 - ``b-new100``: every new tensor (the attention's weights too) at lr0 x 100, gamma at lr0 x 100;
+- ``b-nbs16``: no freezing, but an optimiser step per batch for the whole run (``nbs=16``), new tensors at
+  lr0 x 100, gamma at lr0 x 1000 (is it the frozen phase or the step cadence that makes the attention engage?);
 - ``c-warmup``: attention warm-up: epoch 1 trains only the new tensors (transferred frozen, BatchNorm statistics
   kept) with an optimiser step per batch, new tensors at lr0 x 100 and gamma at lr0 x 1000; epoch 2 joint;
 - ``c-warmup-g100``: as ``c-warmup`` with gamma at lr0 x 100;
@@ -66,6 +68,7 @@ RECIPES: dict[str, tuple[dict, Recipe]] = {
     "c-warmup": ({}, Recipe(warmup_epochs=1, new_lr_scale=100, gamma_lr_scale=1000)),
     "c-warmup-g100": ({}, Recipe(warmup_epochs=1, new_lr_scale=100, gamma_lr_scale=100)),
     "d-warmup-channel": ({}, Recipe(warmup_epochs=1, new_lr_scale=100, gamma_lr_scale=1000)),
+    "b-nbs16": ({"nbs": 16}, Recipe(new_lr_scale=100, gamma_lr_scale=1000)),
     "c-warmup-lrf1": ({"lrf": 1.0}, Recipe(warmup_epochs=1, new_lr_scale=100, gamma_lr_scale=1000)),
 }
 PER_CHANNEL_GAMMA = {"d-warmup-channel"}

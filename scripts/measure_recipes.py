@@ -192,6 +192,32 @@ def table(log: Path) -> str:
             f"| {d['recipe']} | {d['variant']} | {d['seed']} | {r} | {med} | {g} | {d['map50_95']:.4f} | "
             f"{delta:+.4f} | {d['train_s']:.0f} | {d['r_s']:.0f} |"
         )
+    out += ["", summary(rows)]
+    return "\n".join(out)
+
+
+def summary(rows: list[dict]) -> str:
+    """One row per (recipe, variant): the seeds side by side (``seed 0 / seed 1``)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for d in rows:
+        groups.setdefault((d["recipe"], d["variant"]), []).append(d)
+    out = [
+        "| recipe | variant | seeds | median r | lowest layer r | max abs(gamma) | mAP50-95 | mean train s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (recipe, variant), ds in sorted(groups.items()):
+        ds = sorted(ds, key=lambda d: d["seed"])
+
+        def each(fmt, get, ds=ds):
+            values = [get(d) for d in ds]
+            return " / ".join("-" if v is None else fmt.format(v) for v in values)
+
+        out.append(
+            f"| {recipe} | {variant} | {each('{}', lambda d: d['seed'])} | {each('{:.3f}', lambda d: d['r_median'])} | "
+            f"{each('{:.3f}', lambda d: min(d['r'].values()) if d['r'] else None)} | "
+            f"{each('{:.3f}', lambda d: d['max_abs_gamma'])} | {each('{:.4f}', lambda d: d['map50_95'])} | "
+            f"{statistics.mean(d['train_s'] for d in ds):.0f} |"
+        )
     return "\n".join(out)
 
 

@@ -11,7 +11,12 @@ A grid is data (a dict, the content of ``grid.yaml``)::
     hparams: {}
     variants:                         # ... and/or explicit variants
       - {attention: se, where: backbone, hparams: {rd_ratio: 0.25}}
+      - {attention: cbam, where: backbone, load: keys}   # positive control: Ultralytics' key matching
     freeze_epochs: 0                  # with weights: train only the new tensors for N epochs first (as finetune)
+
+``load`` (per explicit variant): how the variant gets the base's weights: ``transfer`` (default: attnyolo's
+transfer through the insertion's index map) or ``keys`` (Ultralytics' key matching, as ``yolo train
+model=EDITED.yaml pretrained=BASE.pt`` loads a community edit: :func:`attnyolo.finetune.key_matching.load_by_keys`).
 
 :func:`resolve` turns it into a :class:`Grid` (the baseline first, then the variants in order, duplicates
 dropped) and checks everything that can be checked without training: attention names (closest names
@@ -57,6 +62,11 @@ RUNNER_ARGS = {
 }
 
 
+LOAD_MODES = ("transfer", "keys")
+"""A variant's ``load``: attnyolo's transfer (default) or Ultralytics' key matching (the positive control)."""
+DEFAULT_LOAD = "transfer"
+
+
 class GridError(AttnYoloError):
     """A grid that cannot run: empty, bad seeds, unknown keys, a missing file."""
 
@@ -68,6 +78,7 @@ class Variant:
     attention: str | None = None
     where: Any = None
     hparams: dict = field(default_factory=dict)
+    load: str = DEFAULT_LOAD
 
     @property
     def is_baseline(self) -> bool:
@@ -80,10 +91,15 @@ class Variant:
             return BASELINE
         parts = [f"{self.attention}@{placement_label(self.where)}"]
         parts += [f"+{k}={_scalar(v)}" for k, v in sorted(self.hparams.items())]
+        if self.load != DEFAULT_LOAD:
+            parts.append(f"+load={self.load}")
         return _safe("".join(parts))
 
     def as_dict(self) -> dict:
-        return {"attention": self.attention, "where": self.where, "hparams": dict(self.hparams)}
+        out = {"attention": self.attention, "where": self.where, "hparams": dict(self.hparams)}
+        if self.load != DEFAULT_LOAD:  # only when set: grids written before `load` existed resume unchanged
+            out["load"] = self.load
+        return out
 
 
 @dataclass(frozen=True)
@@ -198,6 +214,15 @@ def _where_items(value: Any) -> list:
     return [list(w) if isinstance(w, tuple) else w for w in (value if isinstance(value, (list, tuple)) else [value])]
 
 
+def _load_mode(value: Any) -> str:
+    if not isinstance(value, str) or value not in LOAD_MODES:
+        raise GridError(
+            f"variant load must be one of {', '.join(LOAD_MODES)} (keys: Ultralytics' key matching, the positive "
+            f"control), got {value!r}"
+        )
+    return value
+
+
 def _variants(config: Mapping) -> tuple[Variant, ...]:
     out = [Variant()]
     hparams = config.get("hparams") or {}
@@ -211,11 +236,18 @@ def _variants(config: Mapping) -> tuple[Variant, ...]:
             continue  # the baseline (a resolved grid lists it): always included anyway
         if not isinstance(item, Mapping) or not item.get("attention"):
             raise GridError(f"each entry of variants needs an attention name, got {item!r}")
-        unknown = set(item) - {"attention", "where", "hparams"}
+        unknown = set(item) - {"attention", "where", "hparams", "load"}
         if unknown:
-            raise GridError(f"variant {item!r}: unknown keys {sorted(unknown)} (allowed: attention, where, hparams)")
+            raise GridError(
+                f"variant {item!r}: unknown keys {sorted(unknown)} (allowed: attention, where, hparams, load)"
+            )
         out.append(
-            Variant(str(item["attention"]).lower(), item.get("where") or "neck", dict(item.get("hparams") or {}))
+            Variant(
+                str(item["attention"]).lower(),
+                item.get("where") or "neck",
+                dict(item.get("hparams") or {}),
+                _load_mode(item.get("load", DEFAULT_LOAD)),
+            )
         )
     unique: dict[str, Variant] = {}
     for v in out:

@@ -68,6 +68,7 @@ from attnyolo.graph.attention_layers import attention_layers
 
 VAL_STATS = "val_stats.npz"
 RUNS = "runs"
+ATTEMPTS = "attnyolo_attempts.txt"  # the first epoch of each resumed attempt of a run (train_seconds)
 ENGAGEMENT_BATCH = 8
 """Validation images per engagement forward pass (same-shape images only; r is per image whatever the batch)."""
 
@@ -149,6 +150,7 @@ def start_model(grid: Grid, variant: Variant, seed: int, nc: int, names: dict, b
         names=names,
         seed=seed,
         identity_start=grid.identity_start,
+        load=variant.load,
     )
 
 
@@ -181,14 +183,16 @@ def configured_yolo(
 # ------------------------------------------------------------------------------------------------------ the run
 
 
-def _resumable(last: Path) -> bool:
+def _resumable(last: Path) -> int | None:
+    """The epoch (0-based, Ultralytics' count) that ``last.pt`` finished, if the run can continue from it."""
     if not last.is_file():
-        return False
+        return None
     try:
         ckpt = torch.load(last, map_location="cpu", weights_only=False)  # this run's own file, written by us
     except Exception:
-        return False
-    return int(ckpt.get("epoch", -1)) >= 0 and ckpt.get("optimizer") is not None
+        return None
+    epoch = int(ckpt.get("epoch", -1))
+    return epoch if epoch >= 0 and ckpt.get("optimizer") is not None else None
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -215,25 +219,33 @@ def start_file(runs_dir: Path, run_id: str) -> Path:
     return runs_dir / f".{run_id}-start.pt"
 
 
-def train_seconds(epochs: list[dict]) -> float | None:
+def train_seconds(epochs: list[dict], attempt_starts: list[int] = ()) -> float | None:
     """The training time of a run from its ``results.csv`` rows, summed over a kill and its resumes.
 
-    Ultralytics' ``time`` column counts from the start of the current training attempt: a resumed run starts again
-    near 0 (and may repeat an epoch whose row was written before the kill but whose ``last.pt`` was not). Each
-    attempt's times are therefore added to the time already spent when the epoch it resumed from ended. The part of
-    an epoch killed before it finished is not counted: it was done again.
+    Ultralytics' ``time`` column counts from the start of the current training attempt, so each attempt's times are
+    added to the time spent up to the epoch it resumed from. ``attempt_starts``: the first epoch (1-based, as in
+    ``results.csv``) of every resumed attempt (:data:`ATTEMPTS` in the run folder); the row of an epoch done twice
+    (written before a kill, then again) is the later one. The part of an epoch killed before it finished is not
+    counted: it was done again.
     """
-    elapsed: dict[int, float] = {}
-    offset, previous, last = 0.0, None, None
-    for row in epochs:
+    rows = {}
+    for row in epochs:  # the later row of an epoch wins: the attempt that completed it
         epoch, seconds = row.get("epoch"), row.get("time")
-        if not isinstance(epoch, int) or not isinstance(seconds, (int, float)):
-            continue
-        if previous is not None and (seconds < previous[1] or epoch <= previous[0]):  # a resumed attempt begins
-            offset = elapsed.get(epoch - 1, 0.0)
-        elapsed[epoch] = offset + float(seconds)
-        previous, last = (epoch, float(seconds)), epoch
-    return None if last is None else elapsed[last]
+        if isinstance(epoch, int) and isinstance(seconds, (int, float)):
+            rows[epoch] = float(seconds)
+    if not rows:
+        return None
+    starts = sorted(set(attempt_starts))
+    elapsed: dict[int, float] = {0: 0.0}
+    for epoch in sorted(rows):
+        start = max((s for s in starts if s <= epoch), default=1)
+        elapsed[epoch] = elapsed.get(start - 1, 0.0) + rows[epoch]
+    return elapsed[max(rows)]
+
+
+def _attempt_starts(run_dir: Path) -> list[int]:
+    path = run_dir / ATTEMPTS
+    return [int(v) for v in path.read_text().split()] if path.is_file() else []
 
 
 def run_one(task: Mapping[str, Any], on_epoch: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
@@ -258,8 +270,12 @@ def run_one(task: Mapping[str, Any], on_epoch: Callable[[str, int, int], None] |
 
     t0 = time.perf_counter()
     try:
-        if _resumable(last):  # killed mid-training: continue from the last finished epoch
+        finished = _resumable(last)
+        if finished is not None:  # killed mid-training: continue from the last finished epoch
             start_pt.unlink(missing_ok=True)  # the killed attempt's temporary start file
+            # where this attempt's clock starts (results.csv's epochs are 1-based): for train_seconds
+            with open(run_dir / ATTEMPTS, "a") as f:
+                f.write(f"{finished + 2}\n")
             yolo = configured_yolo(last, start, t.run_id, on_epoch, freeze_epochs=grid.freeze_epochs, resumed=True)
             yolo.train(resume=True)
         else:
@@ -292,7 +308,9 @@ def run_one(task: Mapping[str, Any], on_epoch: Callable[[str, int, int], None] |
     per_class = {names[int(c)]: float(box.ap[i].mean()) for i, c in enumerate(box.ap_class_index)}
     epochs = _read_csv(save_dir / "results.csv")
     gamma = [{c: r.get(c) for c in GAMMA_COLUMNS} for r in _read_csv(save_dir / GAMMA_CSV)]
-    seconds = train_seconds(epochs) or seconds  # Ultralytics' own clock, summed over a kill and its resumes
+    seconds = (
+        train_seconds(epochs, _attempt_starts(save_dir)) or seconds
+    )  # Ultralytics' own clock, summed over a kill and its resumes
     rel = os.path.relpath(save_dir, t.grid_dir)
     return {
         "params": costs.count_params(net),

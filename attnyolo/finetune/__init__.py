@@ -198,6 +198,7 @@ def finetune(
     hparams: Mapping[str, Any] | None = None,
     callbacks: Mapping[str, Any] | None = None,
     print_report: bool = True,
+    recipe: Any = None,
     **yolo_args: Any,
 ) -> FinetuneResult:
     """Fine-tune a trained base model with attention inserted, keeping every base weight.
@@ -215,6 +216,8 @@ def finetune(
         hparams: the attention's hyper-parameters (``{"rd_ratio": 0.25}``).
         callbacks: more Ultralytics callbacks, ``{event: function or [functions]}`` (``"on_fit_epoch_end"``...).
         print_report: print the transfer report table.
+        recipe: an :class:`attnyolo.finetune.recipe.Recipe` (attention warm-up, the new tensors' learning rate;
+            measured in docs/results/finetune_recipes.md), or ``None``.
         **yolo_args: Ultralytics training arguments (``epochs``, ``imgsz``, ``batch``, ``device``, ``project``,
             ``name``...), passed to ``YOLO.train`` unchanged. ``seed`` (Ultralytics' default 0) also seeds the new
             tensors of the start model, as in a grid run.
@@ -246,7 +249,15 @@ def finetune(
         start_pt = tmp / f"{Path(base).stem}-attnyolo-start.pt"
         save_ultralytics_checkpoint(start.model, start_pt, {"base": str(base), "transfer": report.counts}, data=data)
         yolo = YOLO(str(start_pt))
-        logger = add_run_callbacks(yolo, start, start_pt=start_pt, freeze_epochs=freeze_epochs, callbacks=callbacks)
+        logger = add_run_callbacks(
+            yolo,
+            start,
+            start_pt=start_pt,
+            freeze_epochs=freeze_epochs,
+            callbacks=callbacks,
+            recipe=recipe,
+            epochs=yolo_args.get("epochs"),
+        )
         metrics = yolo.train(data=str(data), **yolo_args)
         trainer = yolo.trainer
     finally:

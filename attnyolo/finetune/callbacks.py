@@ -324,6 +324,8 @@ def add_run_callbacks(
     freeze_epochs: int = 0,
     resumed: bool = False,
     callbacks: Mapping[str, Any] | None = None,
+    recipe: Any = None,
+    epochs: int | None = None,
 ) -> GammaLogger:
     """Register attnyolo's callbacks of a run on ``yolo`` (see the module docstring); return its gamma logger.
 
@@ -335,6 +337,9 @@ def add_run_callbacks(
         resumed: ``yolo`` continues an interrupted run: no start check, ``start.pt`` or report (its first start
             has them).
         callbacks: more Ultralytics callbacks, ``{event: function or [functions]}``.
+        recipe: an :class:`attnyolo.finetune.recipe.Recipe` (attention warm-up, the new tensors' learning rate),
+            installed after the γ optimiser group it builds on; ``epochs``: the run's epochs (it checks its warm-up
+            fits).
     """
     logger = add_gamma_logging(yolo)
     if not resumed and start_pt is not None:
@@ -350,6 +355,8 @@ def add_run_callbacks(
         freezer = FreezeTransferred(transferred, freeze_epochs)
         yolo.add_callback("on_train_epoch_start", freezer.on_train_epoch_start)
         yolo.add_callback("on_train_batch_start", freezer.on_train_batch_start)
+    if recipe is not None:
+        recipe.install(yolo, {dst for _, dst in start.report.transferred} if start.report else set(), epochs)
     for event, functions in dict(callbacks or {}).items():
         for function in functions if isinstance(functions, (list, tuple)) else [functions]:
             yolo.add_callback(event, function)

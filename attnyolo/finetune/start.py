@@ -33,6 +33,7 @@ from ultralytics.nn.tasks import guess_model_task
 from attnyolo.checkpoints import CheckpointError, architecture, check_model_yaml, load_checkpoint
 from attnyolo.errors import AttnYoloError
 from attnyolo.finetune.errors import FinetuneError
+from attnyolo.finetune.key_matching import load_by_keys
 from attnyolo.graph import build, insert, load
 from attnyolo.graph.layers import METADATA_KEY, layers
 from attnyolo.weights import TransferError, TransferReport, transfer
@@ -222,6 +223,7 @@ def build_start(
     after: str | None = None,
     identity_start: bool = True,
     hparams: Mapping[str, Any] | None = None,
+    load: str = "transfer",
 ) -> Start:
     """The model a run starts from.
 
@@ -237,6 +239,9 @@ def build_start(
         where, after, identity_start, hparams: the placement and the attention's options (:func:`attnyolo.insert`).
         nc, names: the data's classes.
         seed: every new tensor is drawn under it (:func:`seeded`).
+        load: ``"transfer"`` (attnyolo's transfer through the index map) or ``"keys"``: Ultralytics' key matching,
+            as ``yolo train model=EDITED.yaml pretrained=BASE.pt`` loads a community edit (the positive control:
+            what it leaves behind is reported, not refused).
 
     Raises:
         TransferError: a base tensor that would be left behind; GraphError: a bad placement or hyper-parameter.
@@ -262,10 +267,12 @@ def build_start(
         scratch = build(dict(base.cfg, nc=nc), nc=nc) if base.ckpt is None else None
         model = scratch if scratch is not None and attention is None else build(cfg, nc=nc)
         if model is not scratch:
-            report = transfer(model, base.ckpt if base.ckpt is not None else scratch, imap)
+            source = base.ckpt if base.ckpt is not None else scratch
+            report = load_by_keys(model, source) if load == "keys" else transfer(model, source, imap)
     if base.ckpt is not None:
         report.source = base.name
-        check_left_behind(report, len(layers(base.cfg)) - 1, base.nc, nc)
+        if load != "keys":  # key matching loses the shifted layers' tensors: that loss is what it shows
+            check_left_behind(report, len(layers(base.cfg)) - 1, base.nc, nc)
     else:
         report = None  # from scratch: nothing came from a file, nothing to report
     model.names = dict(names)

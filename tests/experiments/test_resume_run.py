@@ -13,13 +13,15 @@ def test_train_seconds_adds_the_attempts_of_a_resumed_run():
     first = [{"epoch": 1, "time": 10.0}, {"epoch": 2, "time": 20.5}]
     assert train_seconds(first) == 20.5
     # killed during epoch 3, resumed from epoch 2's last.pt: Ultralytics' clock starts again at 0
-    assert train_seconds([*first, {"epoch": 3, "time": 9.0}, {"epoch": 4, "time": 19.0}]) == 20.5 + 19.0
+    assert train_seconds([*first, {"epoch": 3, "time": 9.0}, {"epoch": 4, "time": 19.0}], [3]) == 20.5 + 19.0
+    # the resumed attempt's first epoch took longer than everything before it (a loaded machine): still a new attempt
+    assert train_seconds([*first, {"epoch": 3, "time": 25.0}], [3]) == 20.5 + 25.0
     # killed after epoch 3's row was written but before its last.pt: epoch 3 runs again, from epoch 2's time
     again = [*first, {"epoch": 3, "time": 31.0}, {"epoch": 3, "time": 11.0}, {"epoch": 4, "time": 21.0}]
-    assert train_seconds(again) == 20.5 + 21.0
-    # two resumes
+    assert train_seconds(again, [3]) == 20.5 + 21.0
+    # two resumes: from epoch 2 (attempt starts at 3) and from epoch 3 (attempt starts at 4)
     twice = [*first, {"epoch": 3, "time": 9.0}, {"epoch": 4, "time": 2.0}]
-    assert train_seconds(twice) == 20.5 + 9.0 + 2.0
+    assert train_seconds(twice, [3, 4]) == 20.5 + 9.0 + 2.0
     assert train_seconds([]) is None and train_seconds([{"epoch": 1, "time": "x"}]) is None
 
 

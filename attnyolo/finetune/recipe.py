@@ -1,0 +1,209 @@
+"""Fine-tune recipes under which an inserted attention engages (issue 21, item 2).
+
+With today's demo recipe (2 epochs, AdamW lr0 1e-4, an optimiser step every 4 batches, gamma at lr0 x 10) an
+identity-start attention barely leaves the identity: about 6 optimiser steps move gamma by ~0.003 and the layer
+changes its feature map by < 0.3 %. Two knobs fix that without touching the base's own learning rate:
+
+- :class:`NewTensorOptimiser`: every tensor that is *new* in the edited model (the attention's own weights, not
+  only gamma: everything that is not a transfer target) goes into an optimiser group ``new`` at ``lr0 x k``, so
+  the attention learns at the rate of a freshly initialised layer while the transferred weights keep the small
+  rate that protects them. The gammas can get their own factor (``gamma_lr_scale``).
+- :class:`AttentionWarmup`: the first ``epochs`` epochs train only the new tensors (the transferred tensors are
+  frozen and their BatchNorm layers keep their running statistics, as :class:`attnyolo.finetune.FreezeTransferred`
+  does), with an optimiser step on every batch (Ultralytics accumulates to ``nbs=64`` by default: 3 steps per
+  epoch on the embedded data); then the joint fine-tune at the recipe's own cadence. This is linear probing then
+  fine-tuning (LP-FT, Kumar et al. 2022, https://arxiv.org/abs/2202.10054) with the new layers as the "probe":
+  the new tensors reach a useful state before the base's features see their gradients, so the joint phase does
+  not have to undo early noisy updates of the base. A model with nothing new (the control) goes through the
+  same schedule: its warm-up epochs change nothing (no tensor trains, BatchNorm statistics stay) and its joint
+  phase starts at the same epoch with the same learning rate, so the comparison stays fair.
+
+:class:`Recipe` holds both knobs and registers them on an Ultralytics ``YOLO`` object (:meth:`Recipe.install`);
+``attnyolo.finetune`` passes its ``recipe=`` through. The identity start is untouched: nothing here changes a
+tensor before the first optimiser step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from attnyolo.errors import AttnYoloError
+from attnyolo.finetune.callbacks import FreezeTransferred
+from attnyolo.graph.adapter import AttentionLayer
+from attnyolo.models import unwrap
+
+NEW_GROUP = "new"
+"""``param_group`` name of the new tensors' optimiser group."""
+
+
+class RecipeError(AttnYoloError):
+    """A recipe option that cannot be used: a negative learning-rate factor, a warm-up longer than the run."""
+
+
+def _positive_factor(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value != value:
+        raise RecipeError(f"{name} must be a learning-rate factor > 0 (e.g. 10 or 100), got {value!r}")
+    return float(value)
+
+
+def gamma_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The identity-start gammas of every inserted layer (inserted rows and attention inside blocks)."""
+    return [m.gamma for m in unwrap(model).modules() if isinstance(m, AttentionLayer) and m.gamma is not None]
+
+
+def new_parameters(model: nn.Module, transferred: Iterable[str]) -> list[tuple[str, nn.Parameter]]:
+    """``(key, parameter)`` of every trainable parameter whose state-dict key is not in ``transferred``."""
+    keys = set(transferred)
+    return [(k, p) for k, p in unwrap(model).named_parameters() if k not in keys]
+
+
+class NewTensorOptimiser:
+    """Trainer callback: the new tensors in an optimiser group ``new`` at ``lr0 x lr_scale``, no weight decay.
+
+    Registered after :class:`attnyolo.finetune.GammaOptimiser` (it wraps the trainer's ``build_optimizer`` the same
+    way, so it regroups after gamma's group exists). The gammas stay in their own group; ``gamma_lr_scale`` (if
+    given) sets that group's rate to ``lr0 x gamma_lr_scale``. No weight decay on the new tensors: decay pulls an
+    attention back towards its random start (and gamma towards the identity), which a short fine-tune cannot
+    afford; decoupled decay at these rates is negligible anyway.
+
+    Args:
+        transferred: state-dict keys of the tensors that came from the base (``report.transferred`` targets).
+        lr_scale: factor on ``lr0`` for the new non-gamma tensors (``None``: they stay in Ultralytics' groups).
+        gamma_lr_scale: factor on ``lr0`` for the gammas (``None``: GammaOptimiser's).
+    """
+
+    def __init__(self, transferred: Iterable[str], lr_scale: float | None, gamma_lr_scale: float | None = None):
+        self.transferred = set(transferred)
+        self.lr_scale = _positive_factor("new_lr_scale", lr_scale)
+        self.gamma_lr_scale = _positive_factor("gamma_lr_scale", gamma_lr_scale)
+
+    def on_pretrain_routine_start(self, trainer: Any) -> None:
+        original = trainer.build_optimizer
+
+        def build_optimizer(*args: Any, **kwargs: Any) -> torch.optim.Optimizer:
+            optimizer = original(*args, **kwargs)
+            self.regroup(optimizer, trainer.model, float(trainer.args.lr0))
+            return optimizer
+
+        trainer.build_optimizer = build_optimizer
+
+    def regroup(self, optimizer: torch.optim.Optimizer, model: nn.Module, lr0: float) -> None:
+        gamma_ids = {id(g) for g in gamma_parameters(model)}
+        if self.gamma_lr_scale is not None:
+            for group in optimizer.param_groups:
+                if group.get("param_group") == "gamma":
+                    group["lr"] = lr0 * self.gamma_lr_scale
+        if self.lr_scale is None:
+            return
+        new = [p for _, p in new_parameters(model, self.transferred) if id(p) not in gamma_ids]
+        ids = {id(p) for p in new}
+        template = None
+        for group in optimizer.param_groups:
+            kept = [p for p in group["params"] if id(p) not in ids]
+            if len(kept) != len(group["params"]):
+                template = template or group
+                group["params"] = kept
+        if template is None:  # nothing new besides gamma (the control, or gamma-only modules)
+            return
+        settings = {k: v for k, v in template.items() if k not in ("params", "use_muon", "initial_lr")}
+        settings |= {"weight_decay": 0.0, "lr": lr0 * self.lr_scale, "param_group": NEW_GROUP}
+        optimizer.add_param_group({"params": new, **settings})
+
+
+class AttentionWarmup(FreezeTransferred):
+    """Trainer callbacks: the first ``epochs`` epochs train only the new tensors, one optimiser step per batch.
+
+    Freezing and BatchNorm as :class:`attnyolo.finetune.FreezeTransferred` (transferred parameters get no
+    gradient; BatchNorm layers whose statistics were transferred stay in eval mode, so their running statistics do
+    not move). During those epochs the trainer's ``accumulate`` is 1 (a step per batch); from epoch ``epochs`` on
+    it is the recipe's again. A model with no trainable tensor left during the warm-up (the control: everything
+    was transferred) gets a zero-valued term ``0 * anchor`` on its loss so that Ultralytics' backward pass runs:
+    the loss value is unchanged, no model parameter gets a gradient, and nothing moves.
+    """
+
+    def __init__(self, keys: Iterable[str], epochs: int) -> None:
+        super().__init__(set(keys), epochs)
+        self._accumulate: int | None = None
+        self._anchor = nn.Parameter(torch.zeros(()))
+        self._hook: Any = None
+
+    def on_train_epoch_start(self, trainer: Any) -> None:
+        super().on_train_epoch_start(trainer)
+        if self.frozen:
+            if self._accumulate is None:
+                self._accumulate = int(trainer.accumulate)
+            trainer.accumulate = 1
+        elif self._accumulate is not None:
+            trainer.accumulate = self._accumulate
+        net = unwrap(trainer.model)
+        nothing_trains = not any(p.requires_grad for p in net.parameters())
+        if self.frozen and nothing_trains and self._hook is None:
+            self._hook = net.register_forward_hook(self._keep_graph)
+        elif not self.frozen and self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+
+    def _keep_graph(self, module: nn.Module, args: Any, output: Any) -> Any:
+        # training forward of a DetectionModel on a batch dict returns (loss, loss_items); inference is untouched
+        if isinstance(output, tuple) and len(output) == 2 and isinstance(output[0], torch.Tensor):
+            loss = output[0]
+            if not loss.requires_grad:
+                return (loss + 0.0 * self._anchor.to(loss.dtype), output[1])
+        return output
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The attention-specific part of a fine-tune recipe (Ultralytics' own arguments stay in ``yolo_args``).
+
+    Attributes:
+        warmup_epochs: attention warm-up (:class:`AttentionWarmup`): epochs with the transferred tensors frozen
+            and an optimiser step per batch (0: none). At most the run's ``epochs``.
+        new_lr_scale: learning-rate factor on ``lr0`` for the new non-gamma tensors (:class:`NewTensorOptimiser`;
+            ``None``: Ultralytics' groups at ``lr0``).
+        gamma_lr_scale: learning-rate factor on ``lr0`` for the gammas (``None``: GammaOptimiser's default).
+    """
+
+    warmup_epochs: int = 0
+    new_lr_scale: float | None = None
+    gamma_lr_scale: float | None = None
+
+    def __post_init__(self) -> None:
+        w = self.warmup_epochs
+        if isinstance(w, bool) or not isinstance(w, int) or w < 0:
+            raise RecipeError(f"warmup_epochs must be a whole number of epochs >= 0, got {w!r}")
+        _positive_factor("new_lr_scale", self.new_lr_scale)
+        _positive_factor("gamma_lr_scale", self.gamma_lr_scale)
+
+    def check(self, epochs: Any) -> None:
+        """Refuse a warm-up longer than the run (``epochs``: the run's Ultralytics ``epochs``)."""
+        if isinstance(epochs, int) and not isinstance(epochs, bool) and self.warmup_epochs > epochs:
+            raise RecipeError(
+                f"warmup_epochs={self.warmup_epochs} is longer than the run (epochs={epochs}); "
+                f"use at most {epochs} (equal: the whole run trains only the new tensors)"
+            )
+
+    def install(self, yolo: Any, transferred: Iterable[str], epochs: Any = None) -> None:
+        """Register the recipe's callbacks on an Ultralytics ``YOLO`` object, after ``add_gamma_optimiser``.
+
+        Args:
+            yolo: the ``YOLO`` object about to ``train``.
+            transferred: state-dict keys of the tensors transferred from the base (all keys for the control).
+            epochs: the run's epochs, to refuse a warm-up longer than the run (``None``: Ultralytics' default 100).
+        """
+        self.check(100 if epochs is None else epochs)
+        keys = set(transferred)
+        if self.new_lr_scale is not None or self.gamma_lr_scale is not None:
+            grouping = NewTensorOptimiser(keys, self.new_lr_scale, self.gamma_lr_scale)
+            yolo.add_callback("on_pretrain_routine_start", grouping.on_pretrain_routine_start)
+        if self.warmup_epochs:
+            warmup = AttentionWarmup(keys, self.warmup_epochs)
+            yolo.add_callback("on_train_epoch_start", warmup.on_train_epoch_start)
+            yolo.add_callback("on_train_batch_start", warmup.on_train_batch_start)

@@ -13,6 +13,8 @@ A grid is data (a dict, the content of ``grid.yaml``)::
       - {attention: se, where: backbone, hparams: {rd_ratio: 0.25}}
       - {attention: cbam, where: backbone, load: keys}   # positive control: Ultralytics' key matching
     freeze_epochs: 0                  # with weights: train only the new tensors for N epochs first (as finetune)
+    attention_recipe:                 # with weights: the attention warm-up (attnyolo.finetune.recipe.Recipe)
+      {warmup_epochs: 1, new_lr_scale: 100, gamma_lr_scale: 100}
 
 ``load`` (per explicit variant): how the variant gets the base's weights: ``transfer`` (default: attnyolo's
 transfer through the insertion's index map) or ``keys`` (Ultralytics' key matching, as ``yolo train
@@ -36,6 +38,7 @@ from typing import Any
 
 from attnyolo.errors import AttnYoloError
 from attnyolo.finetune import check_freeze_epochs, check_yolo_args, load_base
+from attnyolo.finetune.recipe import RECIPE_FIELDS, Recipe
 
 BASELINE = "baseline"
 SCHEMA_KEYS = {
@@ -52,6 +55,7 @@ SCHEMA_KEYS = {
     "trust",
     "weights_sha256",
     "freeze_epochs",
+    "attention_recipe",
 }
 # The runner sets these itself: the seed comes from the grid's seeds, the run folder from the grid folder.
 RUNNER_ARGS = {
@@ -116,10 +120,14 @@ class Grid:
     identity_start: bool = True
     trust: bool = False
     freeze_epochs: int = 0
+    attention_recipe: dict = field(default_factory=dict)
 
     def config(self) -> dict:
-        # freeze_epochs only when set, so a grid written before it existed resumes with the same config
+        # freeze_epochs and attention_recipe only when set, so a grid written before they existed resumes with the
+        # same config
         freeze = {"freeze_epochs": self.freeze_epochs} if self.freeze_epochs else {}
+        if self.attention_recipe:
+            freeze["attention_recipe"] = dict(self.attention_recipe)
         return {
             "data": self.data,
             "model": self.model,
@@ -344,6 +352,7 @@ def resolve(config: Mapping[str, Any], *, check: bool = True) -> Grid:
         identity_start=identity_start,
         trust=trust,
         freeze_epochs=_freeze_epochs(config.get("freeze_epochs", 0), weights),
+        attention_recipe=_attention_recipe(config.get("attention_recipe"), weights, recipe),
     )
     if check:
         from attnyolo.data.check import check_data
@@ -363,6 +372,32 @@ def _freeze_epochs(value: Any, weights: str | None) -> int:
     if epochs and weights is None:
         raise GridError("freeze_epochs needs weights: (a base checkpoint whose transferred tensors it freezes)")
     return epochs
+
+
+def _attention_recipe(value: Any, weights: str | None, recipe: Mapping[str, Any]) -> dict:
+    """The grid's ``attention_recipe`` (the keyword arguments of :class:`attnyolo.finetune.recipe.Recipe`), checked
+    now: unknown keys, bad factors, a warm-up longer than the recipe's epochs."""
+    if not value:
+        return {}
+    if not isinstance(value, Mapping):
+        raise GridError(
+            f"attention_recipe must be a mapping such as {{warmup_epochs: 1, new_lr_scale: 100}}, got {value!r}"
+        )
+    unknown = set(value) - set(RECIPE_FIELDS)
+    if unknown:
+        raise GridError(f"attention_recipe: unknown keys {sorted(unknown)} (allowed: {', '.join(RECIPE_FIELDS)})")
+    if weights is None:
+        raise GridError("attention_recipe needs weights: (a base checkpoint: its warm-up trains what is new to it)")
+    try:
+        Recipe(**value).check(recipe.get("epochs", 100))
+    except AttnYoloError as e:
+        raise GridError(f"attention_recipe: {e}") from None
+    return dict(value)
+
+
+def attention_recipe(grid: Grid) -> Recipe | None:
+    """The grid's :class:`~attnyolo.finetune.recipe.Recipe`, or ``None`` when it sets none."""
+    return Recipe(**grid.attention_recipe) if grid.attention_recipe else None
 
 
 def differences(stored: Mapping, given: Mapping, prefix: str = "") -> list[str]:

@@ -52,7 +52,7 @@ from attnyolo.checkpoints import save_ultralytics_checkpoint
 from attnyolo.data.check import check_data
 from attnyolo.experiments import costs, valstats
 from attnyolo.experiments.engagement import engagement
-from attnyolo.experiments.grid import Grid, Variant, resolve, where_arg
+from attnyolo.experiments.grid import Grid, Variant, attention_recipe, resolve, where_arg
 from attnyolo.finetune import (
     GAMMA_COLUMNS,
     GAMMA_CSV,
@@ -166,6 +166,8 @@ def configured_yolo(
     on_epoch: Callable | None = None,
     *,
     freeze_epochs: int = 0,
+    recipe: Any = None,
+    epochs: int | None = None,
     resumed: bool = False,
 ) -> Any:
     """``YOLO(start_pt)`` (or ``YOLO(last.pt)`` when ``resumed``) with attnyolo's callbacks of every run
@@ -175,7 +177,9 @@ def configured_yolo(
     The callbacks travel with the trainer into a DDP launch (Ultralytics cloudpickles them with the model).
     """
     yolo = YOLO(str(start_pt))
-    add_run_callbacks(yolo, start, start_pt=start_pt, freeze_epochs=freeze_epochs, resumed=resumed)
+    add_run_callbacks(
+        yolo, start, start_pt=start_pt, freeze_epochs=freeze_epochs, resumed=resumed, recipe=recipe, epochs=epochs
+    )
     _add_epoch_callback(yolo, run_id, on_epoch)
     return yolo
 
@@ -268,6 +272,12 @@ def run_one(task: Mapping[str, Any], on_epoch: Callable[[str, int, int], None] |
     start = start_model(grid, variant, t.seed, nc, names)
     start_pt = start_file(runs_dir, t.run_id)
 
+    # the control and every variant get the same schedule (frozen phase, attention warm-up)
+    schedule = {
+        "freeze_epochs": grid.freeze_epochs,
+        "recipe": attention_recipe(grid),
+        "epochs": grid.recipe.get("epochs"),
+    }
     t0 = time.perf_counter()
     try:
         finished = _resumable(last)
@@ -276,12 +286,12 @@ def run_one(task: Mapping[str, Any], on_epoch: Callable[[str, int, int], None] |
             # where this attempt's clock starts (results.csv's epochs are 1-based): for train_seconds
             with open(run_dir / ATTEMPTS, "a") as f:
                 f.write(f"{finished + 2}\n")
-            yolo = configured_yolo(last, start, t.run_id, on_epoch, freeze_epochs=grid.freeze_epochs, resumed=True)
+            yolo = configured_yolo(last, start, t.run_id, on_epoch, resumed=True, **schedule)
             yolo.train(resume=True)
         else:
             shutil.rmtree(run_dir, ignore_errors=True)
             save_start(start.model, start_pt, grid.data, {"base": grid.weights or grid.model, "run_id": t.run_id})
-            yolo = configured_yolo(start_pt, start, t.run_id, on_epoch, freeze_epochs=grid.freeze_epochs)
+            yolo = configured_yolo(start_pt, start, t.run_id, on_epoch, **schedule)
             yolo.train(data=grid.data, seed=t.seed, project=str(runs_dir), name=t.run_id, exist_ok=True, **grid.recipe)
     finally:
         start_pt.unlink(missing_ok=True)

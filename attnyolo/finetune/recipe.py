@@ -207,3 +207,7 @@ class Recipe:
             warmup = AttentionWarmup(keys, self.warmup_epochs)
             yolo.add_callback("on_train_epoch_start", warmup.on_train_epoch_start)
             yolo.add_callback("on_train_batch_start", warmup.on_train_batch_start)
+
+
+RECIPE_FIELDS = ("warmup_epochs", "new_lr_scale", "gamma_lr_scale")
+"""The options of :class:`Recipe`, as a grid's ``attention_recipe`` names them."""

@@ -9,8 +9,10 @@ import pytest
 
 from attnyolo.cli.app import main
 from attnyolo.experiments.demo import (
+    DEMO_ATTENTION_RECIPE,
     DEMO_RECIPE,
     DEMO_VARIANTS,
+    POSITIVE_CONTROL,
     DemoError,
     data_label,
     demo_command,
@@ -28,7 +30,15 @@ def test_demo_grid_covers_neck_and_backbone_with_two_seeds():
     assert grid["seeds"] == [0, 1]
     assert grid["recipe"] == DEMO_RECIPE
     assert Path(grid["weights"]).name == "base_yolov8n_bccd.safetensors"
-    assert len(grid["variants"]) == len(DEMO_VARIANTS)
+    assert grid["variants"][:-1] == [{"attention": a, "where": w} for a, w in DEMO_VARIANTS]
+    # the positive control last: the same CBAM-in-the-backbone edit, loaded by Ultralytics' key matching
+    assert grid["variants"][-1] == POSITIVE_CONTROL == {"attention": "cbam", "where": "backbone", "load": "keys"}
+    # the attention warm-up for every run, the control's included (one grid-wide schedule)
+    assert grid["attention_recipe"] == DEMO_ATTENTION_RECIPE
+    resolved = resolve(grid, check=False)
+    labels = [v.label for v in resolved.variants]
+    assert labels[0] == "baseline" and "cbam@backbone" in labels and "cbam@backbone+load=keys" in labels
+    assert resolved.config()["attention_recipe"] == {"warmup_epochs": 1, "new_lr_scale": 100, "gamma_lr_scale": 100}
 
 
 def test_demo_grid_passes_ultralytics_arguments_and_names_the_data(tmp_path):

@@ -6,8 +6,8 @@ from rich.console import Console
 
 
 def make_console() -> Console:
-    """A rich Console that gives files and pipes at least 120 columns, so tables are never cut."""
+    """A rich Console that gives files and pipes at least 160 columns (as ``--help``), so tables are never cut."""
     console = Console(highlight=False)
     if not console.is_terminal:
-        console.width = max(console.width, 120)
+        console.width = max(console.width, 160)
     return console

@@ -6,7 +6,7 @@ per (recipe, variant, seed); after each run, on the run's ``best.pt`` (the EMA m
 - r per attention layer: ``||out - in|| / ||in||`` per validation image (forward hooks on every
   ``AttentionLayer``), median over the 87 embedded val images at imgsz 320 (letterboxed to 320x320, batches of 16);
 - max |gamma| over the layers;
-- val mAP50-95 with :func:`attnyolo.base.validate` (the settings the base's recorded 0.4112 was measured with);
+- val mAP50-95 with :func:`attnyolo.data.base_checkpoint.validate` (the settings the base's recorded 0.4112 was measured with);
 - wall seconds of ``YOLO.train`` (train + per-epoch val + Ultralytics' final val) and of the r measurement.
 
 Recipes (all: 2 epochs at 320, AdamW lr0 1e-4, no Ultralytics warm-up, no mosaic, batch 16, nbs 64):

@@ -89,7 +89,13 @@ def print_table(a: Analysis, console=None, title: str | None = None) -> None:
     keep = [HEADERS.index(h) for h in TERMINAL_COLUMNS]
     for i in keep:
         h = HEADERS[i]
-        table.add_column(h, justify="left" if h in ("variant", "verdict") else "right", no_wrap=h != "verdict")
+        wraps = h in ("verdict", "engagement r")  # the long cells wrap; the verdict never shrinks to nothing
+        table.add_column(
+            h,
+            justify="left" if h in ("variant", "verdict") else "right",
+            no_wrap=not wraps,
+            min_width=22 if h == "verdict" else None,
+        )
     for cells in table_rows(a):
         table.add_row(*(cells[i] for i in keep))
     console.print(table)

@@ -100,7 +100,7 @@ def test_demo_quick_prints_a_verdict_row_per_variant(tmp_path, capsys):
         rows = [line for line in table if line.split("│")[1].strip() == variant]
         assert len(rows) == 1, variant
         if variant != "baseline":
-            assert any(v in rows[0] for v in ("better", "worse", "no measurable")), rows[0]
+            assert any(v in rows[0] for v in ("better", "worse", "no measurable", "not engaged")), rows[0]
     assert (out / "report.md").is_file() and (out / "ablate.sqlite").is_file()
 
 

@@ -6,7 +6,8 @@ per (recipe, variant, seed); after each run, on the run's ``best.pt`` (the EMA m
 - r per attention layer: ``||out - in|| / ||in||`` per validation image (forward hooks on every
   ``AttentionLayer``), median over the 87 embedded val images at imgsz 320 (letterboxed to 320x320, batches of 16);
 - max |gamma| over the layers;
-- val mAP50-95 with :func:`attnyolo.data.base_checkpoint.validate` (the settings the base's recorded 0.4112 was measured with);
+- val mAP50-95 with :func:`attnyolo.data.base_checkpoint.validate` (the settings the base's recorded 0.4112 was
+  measured with);
 - wall seconds of ``YOLO.train`` (train + per-epoch val + Ultralytics' final val) and of the r measurement.
 
 Recipes (all: 2 epochs at 320, AdamW lr0 1e-4, no Ultralytics warm-up, no mosaic, batch 16, nbs 64):
@@ -46,22 +47,13 @@ import attnyolo  # noqa: F401  (offline switches first)
 from attnyolo.checkpoints import load_safetensors_model, save_ultralytics_checkpoint
 from attnyolo.data import default_dataset
 from attnyolo.data.base_checkpoint import RECORDED, base_path, validate
+from attnyolo.experiments.demo import DEMO_RECIPE
 from attnyolo.finetune import add_gamma_logging, add_gamma_optimiser, gamma_values, prepare
 from attnyolo.finetune.recipe import Recipe
 from attnyolo.graph.ultralytics import AttentionLayer
 from attnyolo.models import unwrap
 
-COMMON = {
-    "epochs": 2,
-    "imgsz": 320,
-    "batch": 16,
-    "workers": 0,
-    "optimizer": "AdamW",
-    "lr0": 1e-4,
-    "warmup_epochs": 0,
-    "mosaic": 0.0,
-    "plots": False,
-}
+COMMON = dict(DEMO_RECIPE)  # the demo's recipe; each recipe below adds its own options
 RECIPES: dict[str, tuple[dict, Recipe]] = {
     "a-demo": ({}, Recipe()),
     "b-new100": ({}, Recipe(new_lr_scale=100, gamma_lr_scale=100)),

@@ -233,18 +233,25 @@ class GammaOptimiser:
     def regroup(self, optimizer: torch.optim.Optimizer, model: Any) -> None:
         """Move the model's gammas out of their groups into one group of their own."""
         gammas = [m.gamma for m in unwrap(model).modules() if isinstance(m, AttentionLayer) and m.gamma is not None]
-        ids = {id(g) for g in gammas}
-        template = None
-        for group in optimizer.param_groups:
-            kept = [p for p in group["params"] if id(p) not in ids]
-            if len(kept) != len(group["params"]):
-                template = template or group
-                group["params"] = kept
+        template = take_from_groups(optimizer, gammas)
         if template is None:
             return
         settings = {k: v for k, v in template.items() if k not in ("params", "use_muon")}
         settings |= {"weight_decay": self.weight_decay, "lr": template["lr"] * self.lr_scale, "param_group": "gamma"}
         optimizer.add_param_group({"params": gammas, **settings})
+
+
+def take_from_groups(optimizer: torch.optim.Optimizer, params: list) -> dict | None:
+    """Remove ``params`` from the optimiser's groups (before the first step: no state to move) and return the first
+    group that held any of them, whose settings a new group of their own starts from; ``None`` if none did."""
+    ids = {id(p) for p in params}
+    template = None
+    for group in optimizer.param_groups:
+        kept = [p for p in group["params"] if id(p) not in ids]
+        if len(kept) != len(group["params"]):
+            template = template or group
+            group["params"] = kept
+    return template
 
 
 def add_gamma_optimiser(

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from attnyolo.errors import AttnYoloError
-from attnyolo.finetune.callbacks import FreezeTransferred
+from attnyolo.finetune.callbacks import FreezeTransferred, take_from_groups
 from attnyolo.graph.adapter import AttentionLayer
 from attnyolo.models import unwrap
 
@@ -103,13 +103,7 @@ class NewTensorOptimiser:
         if self.lr_scale is None:
             return
         new = [p for _, p in new_parameters(model, self.transferred) if id(p) not in gamma_ids]
-        ids = {id(p) for p in new}
-        template = None
-        for group in optimizer.param_groups:
-            kept = [p for p in group["params"] if id(p) not in ids]
-            if len(kept) != len(group["params"]):
-                template = template or group
-                group["params"] = kept
+        template = take_from_groups(optimizer, new)
         if template is None:  # nothing new besides gamma (the control, or gamma-only modules)
             return
         settings = {k: v for k, v in template.items() if k not in ("params", "use_muon", "initial_lr")}

@@ -34,7 +34,7 @@ DEMO_RECIPE: dict[str, Any] = {
 """The shared fine-tune recipe (measured: README, "Fine-tune recipe"): AdamW at a small learning rate from the first
 step (no warm-up towards Ultralytics' from-scratch rate, which shakes a trained base), no mosaic, Ultralytics' usual
 gradient accumulation (nbs=64), and 2 epochs at the base's image size, so that the 16 runs (8 variants x 2 seeds)
-fit in 15 minutes on 2 CPU cores."""
+stay short on 2 CPU cores (README: the wall time measured)."""
 
 DEMO_ATTENTION_RECIPE: dict[str, Any] = {"warmup_epochs": 1, "new_lr_scale": 100, "gamma_lr_scale": 100}
 """The attention warm-up (:class:`attnyolo.finetune.recipe.Recipe`, measured in docs/results/finetune_recipes.md):

@@ -35,7 +35,11 @@ def test_no_run_starting_stops_the_grid_after_the_timeout(grid_config, tmp_path,
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     monkeypatch.setattr(ray_executor, "check_fits", lambda threads, gpus: None)
     t0 = time.monotonic()
-    with pytest.raises(ExecutorError, match="Ray started none of the 6 runs within 25 s"):
+    # the start wait normally fires; on a heavily loaded machine the instance's own health wait (same bound) can
+    # fire first: either way the grid stops in bounded time with one line
+    with pytest.raises(
+        ExecutorError, match="Ray started none of the 6 runs within 25 s|the Ray cluster stopped answering for 25 s"
+    ):
         ablate(grid_config, out=tmp_path / "grid", executor="ray", ray_num_cpus=1, threads=2, ray_timeout=25)
     seconds = time.monotonic() - t0
     print(f"stopped after {seconds:.1f} s")

@@ -24,7 +24,8 @@ OLD_NAMES = {
 }
 
 
-def _check(ckpt: dict) -> None:
+def check_old_checkpoint(ckpt: dict) -> None:
+    """Asserts the old adapters came back with their settings and the model computes the stored output."""
     model, fixture = ckpt["model"], ckpt["attnyolo"]["fixture"]
     names = {type(m).__name__: m for m in model.modules()}
     assert {"ay_cbam", "ay_gca", "ay_se", "InsideBottleneck"} <= set(names)
@@ -44,11 +45,11 @@ def test_the_fixture_names_the_old_adapter_paths():
 
 
 def test_safe_loader_loads_the_old_checkpoint_and_it_computes_the_stored_output():
-    _check(attnyolo.load_checkpoint(LEGACY))
+    check_old_checkpoint(attnyolo.load_checkpoint(LEGACY))
 
 
 def test_plain_torch_load_loads_the_old_checkpoint_and_it_computes_the_stored_output():
-    _check(torch.load(LEGACY, map_location="cpu", weights_only=False))
+    check_old_checkpoint(torch.load(LEGACY, map_location="cpu", weights_only=False))
 
 
 def test_old_checkpoint_loads_the_same_as_the_model_rebuilt_from_its_yaml():

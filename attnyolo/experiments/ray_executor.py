@@ -5,6 +5,10 @@ the driver drains that log between its waits, so a run is marked ``running`` whe
 is queued) and the progress shows its epochs, wherever the worker runs. The results database stays on the driver:
 workers need no access to the grid folder's SQLite file, only to the data and the base checkpoint.
 
+No shared filesystem is assumed (:mod:`.shipping`): a worker that sees the driver's grid folder (the same machine,
+or shared storage mounted at the same path) trains in it; any other trains in a folder of its own and returns the
+run folder's files with the row, which the driver writes into ``GRID_DIR/runs/<run_id>`` before storing the row.
+
 Every wait on Ray is bounded. Ray's own connect loop retries an unreachable cluster for ever, and a local instance
 whose processes cannot talk to each other (no loopback) accepts tasks that never start; here an unreachable
 ``--address`` fails at once (a TCP probe), Ray gets ``timeout`` seconds to start or connect, and a grid of which
@@ -17,14 +21,17 @@ Ray is optional (``pip install 'attnyolo[ray]'``), so it is imported inside the 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from attnyolo.errors import one_line
+from attnyolo.experiments import shipping
 from attnyolo.experiments.executors import (
     ExecutorError,
     OnDone,
@@ -35,6 +42,7 @@ from attnyolo.experiments.executors import (
     _run_in_worker,
     cores,
 )
+from attnyolo.experiments.runner import RUNS
 
 RAY_CONNECT_TIMEOUT_S = 60.0
 """Default seconds to start or reach Ray, and for the first run to start on a worker (``--ray-timeout``)."""
@@ -58,15 +66,52 @@ class EventLog:
         return events
 
 
-def run_with_events(task: Task, events: Any) -> dict:
-    """The Ray task: tell the driver it started, train with an epoch callback that tells it too, return the result."""
+def run_with_events(task: Task, events: Any, token: str | None = None) -> dict:
+    """The Ray task: tell the driver it started, train with an epoch callback that tells it too, return the result
+    (with the run folder's files when this worker cannot see the driver's folder: see :func:`run_shipped`)."""
     run_id = task["run_id"]
     events.put.remote(("start", run_id))  # one caller's calls reach the actor in order: start, epochs
 
     def on_epoch(rid: str, epoch: int, epochs: int) -> None:
         events.put.remote(("epoch", rid, epoch, epochs))
 
-    return _run_in_worker(task, on_epoch)
+    return run_shipped(task, token, on_epoch)
+
+
+def run_shipped(task: Task, token: str | None, on_epoch: Callable | None = None) -> dict:
+    """Run ``task`` on this worker: ``{"ok": row}`` or ``{"error": message}``, plus ``"files"`` when it trained away
+    from the driver's folder.
+
+    Where it trains: in the driver's ``GRID_DIR/runs/<run_id>`` when this worker sees that folder (its marker holds
+    the grid's ``token``: the same machine, or shared storage at the same path), as the local executor does;
+    otherwise in this worker's own grid folder (:func:`.shipping.worker_grid_dir`), whose run folder is then packed
+    (:func:`.shipping.pack_run`) into the answer and removed. ``token`` ``None``: always the driver's folder.
+    """
+    if token is None or shipping.sees_driver_folder(Path(task["grid_dir"]) / RUNS, token):
+        return _run_in_worker(task, on_epoch)
+    try:
+        run_id = shipping.check_run_id(task["run_id"])
+        own = shipping.worker_grid_dir(token)
+    except Exception as e:  # a message, as for any failed run
+        return {"error": _error(e)}
+    out = _run_in_worker({**task, "grid_dir": str(own)}, on_epoch)
+    if "ok" not in out:
+        return out  # its folder stays here: a resumable last.pt continues if the run comes back to this node
+    run_dir = own / RUNS / run_id
+    try:
+        out["files"] = shipping.pack_run(run_dir)
+    except Exception as e:
+        return {"error": _error(e)}
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return out
+
+
+def receive_files(task: Task, out: Mapping[str, Any]) -> None:
+    """The driver's side of :func:`run_shipped`: write a run's shipped files into its ``GRID_DIR/runs/<run_id>``
+    (nothing to do for a run that trained in that folder)."""
+    files = out.get("files")
+    if files is not None:
+        shipping.unpack_run(files, Path(task["grid_dir"]) / RUNS, task["run_id"])
 
 
 def ray_gpus(task: Task) -> float:
@@ -227,10 +272,12 @@ def run_ray(
         events = ray.remote(num_cpus=0)(EventLog).remote()
         remote = ray.remote(run_with_events)
         by_id = {t["run_id"]: t for t in tasks}
+        # the marker that tells a worker whether it sees this folder (else its files come back through Ray)
+        tokens = {d: shipping.grid_token(Path(d) / RUNS) for d in {t["grid_dir"] for t in tasks}}
         refs = {}
         for task in tasks:
             opts = {"num_cpus": threads, "num_gpus": ray_gpus(task), "max_retries": 0}
-            refs[remote.options(**opts).remote(dict(task), events)] = task
+            refs[remote.options(**opts).remote(dict(task), events, tokens[task["grid_dir"]])] = task
         submitted = time.monotonic()
         started: set[str] = set()
 
@@ -261,7 +308,15 @@ def run_ray(
                 except Exception as e:  # the task or its worker died
                     on_error(task, _error(e))
                     continue
-                on_done(task, out["ok"]) if "ok" in out else on_error(task, out["error"])
+                if "ok" not in out:
+                    on_error(task, out["error"])
+                    continue
+                try:  # its files are in the driver's run folder before its row is stored
+                    receive_files(task, out)
+                except Exception as e:
+                    on_error(task, f"its files could not be written on the driver: {_error(e)}")
+                    continue
+                on_done(task, out["ok"])
             if not started and time.monotonic() - submitted > timeout:
                 raise ExecutorError(
                     f"Ray started none of the {len(tasks)} runs within {timeout:g} s (a cluster without free "

@@ -43,6 +43,8 @@ def test_ray_executor_gives_the_local_rows(clean_grid, grid_config, tmp_path, mo
         assert after["started"] >= before["finished"], (before, after)
     for r in rows:
         assert f"ablate: {r['run_id']} epoch 1/1" in log.getvalue()  # per-epoch progress from the Ray workers
+        # the workers see the driver's folder (one machine): they train in it, nothing travels (issue 23, item 2)
+        assert r["config"]["train_args"]["save_dir"] == str((tmp_path / "grid" / "runs" / r["run_id"]).resolve())
 
 
 BASE = Path(__file__).resolve().parents[2] / "attnyolo" / "data" / "base_yolov8n_bccd.safetensors"

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from attnyolo.experiments import shipping
+from attnyolo.experiments import shipping, valstats
+from attnyolo.experiments.grid import Variant, resolve
+from attnyolo.experiments.ray_executor import receive_files, run_shipped
+from attnyolo.experiments.runner import ATTEMPTS, RUNS, RunTask
 from attnyolo.experiments.shipping import ShippingError, pack_run, unpack_run
 
 
@@ -142,3 +145,45 @@ def test_the_worker_folder_follows_the_environment_and_refuses_a_malformed_token
     assert shipping.worker_grid_dir(token).parent.name == "attnyolo-worker"
     with pytest.raises(ShippingError, match="32 hex digits"):
         shipping.worker_grid_dir("../../etc")
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_a_worker_without_the_driver_folder_trains_in_its_own_resumes_there_and_ships_the_run(
+    default_data, tmp_path, monkeypatch
+):
+    """run_shipped (the Ray task's body, here without Ray) on a worker whose view of the grid path holds no marker of
+    this grid: it trains in $ATTNYOLO_WORKER_DIR, a killed attempt's last.pt stays there and the next attempt on the
+    same node continues from it; the finished run reaches the driver's folder through receive_files."""
+    monkeypatch.setenv(shipping.WORKER_DIR_ENV, str(tmp_path / "worker"))
+    driver = tmp_path / "driver"
+    token = shipping.grid_token(tmp_path / "the-real-driver" / "runs")  # a token `driver` here does not hold
+    grid = resolve({"data": str(default_data), "model": "yolov8n.yaml", "attention": ["se"],
+                    "recipe": {"epochs": 2, "imgsz": 64, "batch": 16, "workers": 0, "device": "cpu", "plots": False,
+                               "fraction": 0.25}}, check=False)  # fmt: skip
+    task = RunTask(str(driver), "se@neck-s0", grid.config(), Variant("se", "neck").as_dict(), 0, 1).__dict__
+    own = tmp_path / "worker" / token / RUNS / "se@neck-s0"
+
+    def kill_in_the_second_epoch(run_id: str, epoch: int, epochs: int) -> None:
+        if epoch == 2:  # epoch 2's training is over, its last.pt not written: last.pt holds epoch 1
+            raise Killed
+
+    out = run_shipped(task, token, kill_in_the_second_epoch)
+    assert "Killed" in out["error"] and "files" not in out
+    assert (own / "weights" / "last.pt").is_file()  # kept on the worker for a later attempt on this node
+    assert not driver.exists()  # the worker never wrote the driver's path
+
+    out = run_shipped(task, token)
+    assert "ok" in out, out
+    assert not own.exists()  # shipped, then removed from the worker
+    assert [row["epoch"] for row in out["ok"]["epochs"]] == [1, 2]
+    receive_files(task, out)
+    run = driver / RUNS / "se@neck-s0"
+    assert (run / ATTEMPTS).read_text().split() == ["2"]  # the second attempt continued at epoch 2
+    assert (run / "weights" / "best.pt").read_bytes() == out["files"]["weights/best.pt"]
+    assert valstats.load(run / "val_stats.npz")["images"].size > 0
+    assert not (run / "weights" / "last.pt").exists() and not (run / "weights" / "start.pt").exists()
+    assert out["ok"]["run_dir"] == f"{RUNS}/se@neck-s0"  # the row's relative paths hold on the driver

@@ -25,7 +25,7 @@ tensor before the first optimiser step.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,8 +64,20 @@ def new_parameters(model: nn.Module, transferred: Iterable[str]) -> list[tuple[s
     return [(k, p) for k, p in unwrap(model).named_parameters() if k not in keys]
 
 
+def base_lr(optimizer: torch.optim.Optimizer, lr0: float) -> float:
+    """The learning rate Ultralytics built the optimiser with: ``lr0``, or the rate ``optimizer=auto`` chose itself
+    (it ignores ``lr0``), read from the first group that is not gamma's or the new tensors' (``lr0`` if none)."""
+    for group in optimizer.param_groups:
+        if group.get("param_group") not in ("gamma", NEW_GROUP):
+            return float(group["lr"])
+    return lr0
+
+
 class NewTensorOptimiser:
     """Trainer callback: the new tensors in an optimiser group ``new`` at ``lr0 x lr_scale``, no weight decay.
+
+    ``lr0`` here is the rate Ultralytics built the optimiser with (:func:`base_lr`): the ``lr0`` argument, or the
+    rate ``optimizer=auto`` picked, so that the factors stay relative to the base's actual rate.
 
     Registered after :class:`attnyolo.finetune.GammaOptimiser` (it wraps the trainer's ``build_optimizer`` the same
     way, so it regroups after gamma's group exists). The gammas stay in their own group; ``gamma_lr_scale`` (if
@@ -89,7 +101,7 @@ class NewTensorOptimiser:
 
         def build_optimizer(*args: Any, **kwargs: Any) -> torch.optim.Optimizer:
             optimizer = original(*args, **kwargs)
-            self.regroup(optimizer, trainer.model, float(trainer.args.lr0))
+            self.regroup(optimizer, trainer.model, base_lr(optimizer, float(trainer.args.lr0)))
             return optimizer
 
         trainer.build_optimizer = build_optimizer
@@ -176,13 +188,23 @@ class Recipe:
         _positive_factor("new_lr_scale", self.new_lr_scale)
         _positive_factor("gamma_lr_scale", self.gamma_lr_scale)
 
-    def check(self, epochs: Any) -> None:
-        """Refuse a warm-up longer than the run (``epochs``: the run's Ultralytics ``epochs``)."""
+    def check(self, epochs: Any, freeze_epochs: int = 0) -> None:
+        """Refuse a warm-up longer than the run (``epochs``: the run's Ultralytics ``epochs``) or next to another
+        frozen phase (``freeze_epochs``: two freezers of the same tensors would leave them frozen for good)."""
         if isinstance(epochs, int) and not isinstance(epochs, bool) and self.warmup_epochs > epochs:
             raise RecipeError(
                 f"warmup_epochs={self.warmup_epochs} is longer than the run (epochs={epochs}); "
                 f"use at most {epochs} (equal: the whole run trains only the new tensors)"
             )
+        if self.warmup_epochs and freeze_epochs:
+            raise RecipeError(
+                f"warmup_epochs={self.warmup_epochs} and freeze_epochs={freeze_epochs} are two frozen phases; "
+                "give one of them (the other 0)"
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options that are set, as a grid's ``attention_recipe`` stores them (``Recipe(**d) == self``)."""
+        return {k: getattr(self, k) for k in RECIPE_FIELDS if getattr(self, k) not in (None, 0)}
 
     def install(self, yolo: Any, transferred: Iterable[str], epochs: Any = None) -> None:
         """Register the recipe's callbacks on an Ultralytics ``YOLO`` object, after ``add_gamma_optimiser``.
@@ -205,3 +227,73 @@ class Recipe:
 
 RECIPE_FIELDS = ("warmup_epochs", "new_lr_scale", "gamma_lr_scale")
 """The options of :class:`Recipe`, as a grid's ``attention_recipe`` names them."""
+
+DEFAULT_WARMUP_EPOCHS = 1
+DEFAULT_NEW_LR_SCALE = 100.0
+DEFAULT_GAMMA_LR_SCALE = 300.0
+"""The default recipe's knobs (measured in docs/results/finetune_recipes.md: with gamma at lr0 x 100 SimAM, whose
+only new tensor is gamma, stayed below r = 0.05; at x 300 every measured variant engages, mAP unharmed)."""
+
+RECIPE_DEFAULT = "default"
+RECIPE_NONE = "none"
+RECIPE_MODES = (RECIPE_DEFAULT, RECIPE_NONE)
+"""What ``attention_recipe`` / ``--attention-recipe`` accept besides a mapping of :data:`RECIPE_FIELDS`."""
+
+
+def default_recipe(epochs: Any = None, freeze_epochs: int = 0) -> Recipe:
+    """The recipe ``attnyolo finetune``, ``attnyolo.finetune()`` and fine-tuning grids (``weights:``) use unless
+    told otherwise: new tensors at lr0 x 100, gamma at lr0 x 300, and a one-epoch attention warm-up when the run
+    has room for it.
+
+    The warm-up is 1 epoch only when the run has at least 2 (``epochs`` ``None``: Ultralytics' default 100): a
+    1-epoch run that is all warm-up would never train the base, a silent change of what ``epochs=1`` means; it
+    keeps the learning-rate factors. With ``freeze_epochs`` (the user's own frozen phase) there is no warm-up
+    either: one frozen phase at a time.
+    """
+    room = epochs is None or (isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 2)
+    warmup = DEFAULT_WARMUP_EPOCHS if room and not freeze_epochs else 0
+    return Recipe(warmup, DEFAULT_NEW_LR_SCALE, DEFAULT_GAMMA_LR_SCALE)
+
+
+def recipe_from(value: Any, epochs: Any = None, freeze_epochs: int = 0) -> Recipe | None:
+    """The :class:`Recipe` a ``recipe=`` / ``attention_recipe`` value asks for, checked against the run.
+
+    Args:
+        value: ``"default"`` (:func:`default_recipe`), ``"none"`` or ``None`` (no recipe: Ultralytics' groups and
+            cadence, gamma at GammaOptimiser's rate), a :class:`Recipe`, or a mapping of :data:`RECIPE_FIELDS`.
+        epochs: the run's epochs (``None``: Ultralytics' default 100).
+        freeze_epochs: the run's own frozen phase (a warm-up next to it is refused).
+
+    Raises:
+        RecipeError: any other value, unknown keys, bad factors, a warm-up longer than the run or next to
+            ``freeze_epochs``; one line naming the value and what is allowed.
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() == RECIPE_NONE):
+        return None
+    if isinstance(value, str) and value.strip().lower() == RECIPE_DEFAULT:
+        return default_recipe(epochs, freeze_epochs)
+    if isinstance(value, Mapping):
+        unknown = set(value) - set(RECIPE_FIELDS)
+        if unknown:
+            raise RecipeError(f"unknown recipe keys {sorted(unknown)} (allowed: {', '.join(RECIPE_FIELDS)})")
+        value = Recipe(**value)
+    if not isinstance(value, Recipe):
+        raise RecipeError(
+            f"attention recipe must be {' or '.join(RECIPE_MODES)}, a mapping of {', '.join(RECIPE_FIELDS)} "
+            f"or a Recipe, got {value!r}"
+        )
+    value.check(100 if epochs is None else epochs, freeze_epochs)
+    return value
+
+
+def recipe_with(mode: str, epochs: Any = None, freeze_epochs: int = 0, **options: Any) -> Recipe | None:
+    """The recipe of the CLI flags: ``--attention-recipe MODE`` with ``--attention-warmup`` / ``--new-lr-scale`` /
+    ``--gamma-lr-scale`` (``options``: those given, ``None`` for not given) replacing the default's knobs."""
+    given = {k: v for k, v in options.items() if v is not None}
+    if isinstance(mode, str) and mode.strip().lower() == RECIPE_NONE and given:
+        flags = ", ".join("--" + k.replace("_", "-").replace("warmup-epochs", "attention-warmup") for k in given)
+        raise RecipeError(f"--attention-recipe none takes no {flags} (none: no attention recipe at all)")
+    recipe = recipe_from(mode, epochs, freeze_epochs)
+    if recipe is None or not given:
+        return recipe
+    return recipe_from({**recipe.as_dict(), **given}, epochs, freeze_epochs)

@@ -33,7 +33,8 @@ def test_attention_recipe_is_stored_only_when_set_and_gives_the_recipe(default_d
         ({"gamma_lr_scale": 0}, "gamma_lr_scale must be a learning-rate factor > 0"),
         ({"warmup_epochs": 1.5}, "warmup_epochs must be a whole number"),
         ({"warm_up": 1}, "unknown keys ['warm_up'] (allowed: warmup_epochs, new_lr_scale, gamma_lr_scale)"),
-        ([1], "attention_recipe must be a mapping"),
+        ([1], "attention_recipe must be default or none or a mapping"),
+        ("fast", "attention_recipe must be default or none or a mapping such as {warmup_epochs: 1, new_lr_scale: 100}, got 'fast'"),
     ],
 )
 def test_bad_attention_recipe_is_one_line_naming_the_value(default_data, value, message):

@@ -21,6 +21,7 @@ from attnyolo.experiments.demo import (
 from attnyolo.experiments.grid import resolve
 from attnyolo.experiments.runner import git_rev, machine, versions
 from attnyolo.experiments.store import ResultsStore
+from attnyolo.finetune.recipe import Recipe, default_recipe
 
 
 def test_demo_grid_covers_neck_and_backbone_with_two_seeds():

@@ -88,7 +88,8 @@ def test_rates_follow_the_learning_rate_ultralytics_chose_for_optimizer_auto():
     groups = {g["param_group"]: g for g in opt.param_groups}
     chosen = groups["weight"]["lr"]
     assert chosen == pytest.approx(round(0.002 * 5 / (4 + 3), 6))  # Ultralytics' own choice for 3 classes
-    assert groups[NEW_GROUP]["lr"] == pytest.approx(chosen * 100) and groups["gamma"]["lr"] == pytest.approx(chosen * 300)
+    assert groups[NEW_GROUP]["lr"] == pytest.approx(chosen * 100)
+    assert groups["gamma"]["lr"] == pytest.approx(chosen * 300)
 
 
 class _Stop(Exception):

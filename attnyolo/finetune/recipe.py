@@ -21,6 +21,21 @@ changes its feature map by < 0.3 %. Two knobs fix that without touching the base
 :class:`Recipe` holds both knobs and registers them on an Ultralytics ``YOLO`` object (:meth:`Recipe.install`);
 ``attnyolo.finetune`` passes its ``recipe=`` through. The identity start is untouched: nothing here changes a
 tensor before the first optimiser step.
+
+**The default** (:func:`default_recipe`; ``attnyolo finetune``, ``attnyolo.finetune()``, new fine-tuning grids of
+``attnyolo ablate`` and ``attnyolo demo``): new tensors at lr0 x 100, gamma at lr0 x 300 (limited to 1e-2 / 3e-2),
+and a 1-epoch warm-up when the run has at least 2 epochs. Measured (docs/results/finetune_recipes.md): with gamma at
+x 100 SimAM, which has no weights of its own, stays below r = 0.05 (Adam moves gamma by about its learning rate per
+step, ~13 warm-up steps: |gamma| <= 0.14, and SimAM changes its input by ~20 %); at x 300 every measured variant
+engages with the base unharmed. ``"none"`` opts out.
+
+**gamma outside [0, 1] is allowed, on purpose.** gamma starts at 0, on the edge of [0, 1], and on the embedded data
+2 of the 3 neck layers first move below 0 on both seeds: a clamp (or a sigmoid) would hold those layers at the
+identity, i.e. switch engagement off for them. A negative gamma is a legitimate function, not a fault: for a gate
+``attn(x) = x * s``, ``y = x * (1 + gamma * (s - 1))``, so gamma < 0 amplifies what the attention scores low (an
+inverted gate), and gamma > 1 sharpens the gate. Neither harmed mAP in the measurements (runs with |gamma| ~ 1.4
+are within 0.002 of their control). What keeps gamma moderate is its learning rate (x 300: |gamma| ~ 0.4 after the
+warm-up), not a constraint.
 """
 
 from __future__ import annotations
@@ -45,12 +60,22 @@ class RecipeError(AttnYoloError):
     """A recipe option that cannot be used: a negative learning-rate factor, a warm-up longer than the run."""
 
 
-def _positive_factor(name: str, value: Any) -> float | None:
+def _positive_factor(name: str, value: Any, what: str = "a learning-rate factor > 0 (e.g. 10 or 100)") -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value != value:
-        raise RecipeError(f"{name} must be a learning-rate factor > 0 (e.g. 10 or 100), got {value!r}")
+        raise RecipeError(f"{name} must be {what}, got {value!r}")
     return float(value)
+
+
+def _positive_rate(name: str, value: Any) -> float | None:
+    return _positive_factor(name, value, "a learning rate > 0 (e.g. 0.01)")
+
+
+def scaled_lr(base: float, scale: float, max_lr: float | None) -> float:
+    """``base x scale``, at most ``max_lr`` but never below ``base``: a factor lifts a small fine-tune rate up to a
+    fresh layer's, it never slows the new tensors below the base's own rate."""
+    return base * scale if max_lr is None else max(base, min(base * scale, max_lr))
 
 
 def gamma_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -89,12 +114,23 @@ class NewTensorOptimiser:
         transferred: state-dict keys of the tensors that came from the base (``report.transferred`` targets).
         lr_scale: factor on ``lr0`` for the new non-gamma tensors (``None``: they stay in Ultralytics' groups).
         gamma_lr_scale: factor on ``lr0`` for the gammas (``None``: GammaOptimiser's).
+        max_lr, gamma_max_lr: the most ``lr0 x lr_scale`` / ``lr0 x gamma_lr_scale`` may reach (``None``: no limit;
+            never below ``lr0``, see :func:`scaled_lr`).
     """
 
-    def __init__(self, transferred: Iterable[str], lr_scale: float | None, gamma_lr_scale: float | None = None):
+    def __init__(
+        self,
+        transferred: Iterable[str],
+        lr_scale: float | None,
+        gamma_lr_scale: float | None = None,
+        max_lr: float | None = None,
+        gamma_max_lr: float | None = None,
+    ):
         self.transferred = set(transferred)
         self.lr_scale = _positive_factor("new_lr_scale", lr_scale)
         self.gamma_lr_scale = _positive_factor("gamma_lr_scale", gamma_lr_scale)
+        self.max_lr = _positive_rate("new_max_lr", max_lr)
+        self.gamma_max_lr = _positive_rate("gamma_max_lr", gamma_max_lr)
 
     def on_pretrain_routine_start(self, trainer: Any) -> None:
         original = trainer.build_optimizer
@@ -111,7 +147,7 @@ class NewTensorOptimiser:
         if self.gamma_lr_scale is not None:
             for group in optimizer.param_groups:
                 if group.get("param_group") == "gamma":
-                    group["lr"] = lr0 * self.gamma_lr_scale
+                    group["lr"] = scaled_lr(lr0, self.gamma_lr_scale, self.gamma_max_lr)
         if self.lr_scale is None:
             return
         new = [p for _, p in new_parameters(model, self.transferred) if id(p) not in gamma_ids]
@@ -119,7 +155,7 @@ class NewTensorOptimiser:
         if template is None:  # nothing new besides gamma (the control, or gamma-only modules)
             return
         settings = {k: v for k, v in template.items() if k not in ("params", "use_muon", "initial_lr")}
-        settings |= {"weight_decay": 0.0, "lr": lr0 * self.lr_scale, "param_group": NEW_GROUP}
+        settings |= {"weight_decay": 0.0, "lr": scaled_lr(lr0, self.lr_scale, self.max_lr), "param_group": NEW_GROUP}
         optimizer.add_param_group({"params": new, **settings})
 
 
@@ -175,11 +211,17 @@ class Recipe:
         new_lr_scale: learning-rate factor on ``lr0`` for the new non-gamma tensors (:class:`NewTensorOptimiser`;
             ``None``: Ultralytics' groups at ``lr0``).
         gamma_lr_scale: learning-rate factor on ``lr0`` for the gammas (``None``: GammaOptimiser's default).
+        new_max_lr, gamma_max_lr: the highest rate the factors may give the new tensors / the gammas (``None``: no
+            limit). The factors were measured at AdamW lr0 1e-4; the limits keep the rates they give there
+            (1e-2, 3e-2) when ``lr0`` is larger (Ultralytics' ``optimizer=auto`` picks 1.4e-3 for 3 classes, SGD
+            0.01 on large data: x 100 / x 300 would be 0.14-3), where a fresh layer needs no lift anyway.
     """
 
     warmup_epochs: int = 0
     new_lr_scale: float | None = None
     gamma_lr_scale: float | None = None
+    new_max_lr: float | None = None
+    gamma_max_lr: float | None = None
 
     def __post_init__(self) -> None:
         w = self.warmup_epochs
@@ -187,6 +229,8 @@ class Recipe:
             raise RecipeError(f"warmup_epochs must be a whole number of epochs >= 0, got {w!r}")
         _positive_factor("new_lr_scale", self.new_lr_scale)
         _positive_factor("gamma_lr_scale", self.gamma_lr_scale)
+        _positive_rate("new_max_lr", self.new_max_lr)
+        _positive_rate("gamma_max_lr", self.gamma_max_lr)
 
     def check(self, epochs: Any, freeze_epochs: int = 0) -> None:
         """Refuse a warm-up longer than the run (``epochs``: the run's Ultralytics ``epochs``) or next to another
@@ -216,8 +260,10 @@ class Recipe:
         """
         self.check(100 if epochs is None else epochs)
         keys = set(transferred)
-        if self.new_lr_scale is not None or self.gamma_lr_scale is not None:
-            grouping = NewTensorOptimiser(keys, self.new_lr_scale, self.gamma_lr_scale)
+        if self.new_lr_scale is not None or self.gamma_lr_scale is not None:  # the limits act on the factors only
+            grouping = NewTensorOptimiser(
+                keys, self.new_lr_scale, self.gamma_lr_scale, self.new_max_lr, self.gamma_max_lr
+            )
             yolo.add_callback("on_pretrain_routine_start", grouping.on_pretrain_routine_start)
         if self.warmup_epochs:
             warmup = AttentionWarmup(keys, self.warmup_epochs)
@@ -225,14 +271,17 @@ class Recipe:
             yolo.add_callback("on_train_batch_start", warmup.on_train_batch_start)
 
 
-RECIPE_FIELDS = ("warmup_epochs", "new_lr_scale", "gamma_lr_scale")
+RECIPE_FIELDS = ("warmup_epochs", "new_lr_scale", "gamma_lr_scale", "new_max_lr", "gamma_max_lr")
 """The options of :class:`Recipe`, as a grid's ``attention_recipe`` names them."""
 
 DEFAULT_WARMUP_EPOCHS = 1
 DEFAULT_NEW_LR_SCALE = 100.0
 DEFAULT_GAMMA_LR_SCALE = 300.0
+DEFAULT_NEW_MAX_LR = 1e-2
+DEFAULT_GAMMA_MAX_LR = 3e-2
 """The default recipe's knobs (measured in docs/results/finetune_recipes.md: with gamma at lr0 x 100 SimAM, whose
-only new tensor is gamma, stayed below r = 0.05; at x 300 every measured variant engages, mAP unharmed)."""
+only new tensor is gamma, stayed below r = 0.05; at x 300 every measured variant engages, mAP unharmed). The limits
+are the rates the factors give at the measured lr0 1e-4: a larger lr0 gets no more than that."""
 
 RECIPE_DEFAULT = "default"
 RECIPE_NONE = "none"
@@ -245,6 +294,9 @@ def default_recipe(epochs: Any = None, freeze_epochs: int = 0) -> Recipe:
     told otherwise: new tensors at lr0 x 100, gamma at lr0 x 300, and a one-epoch attention warm-up when the run
     has room for it.
 
+    The factors are limited to the rates they give at the measured lr0 1e-4 (new tensors 1e-2, gamma 3e-2; never
+    below the base's own rate), so a larger ``lr0`` (Ultralytics' defaults) gets no wild rate.
+
     The warm-up is 1 epoch only when the run has at least 2 (``epochs`` ``None``: Ultralytics' default 100): a
     1-epoch run that is all warm-up would never train the base, a silent change of what ``epochs=1`` means; it
     keeps the learning-rate factors. With ``freeze_epochs`` (the user's own frozen phase) there is no warm-up
@@ -252,7 +304,7 @@ def default_recipe(epochs: Any = None, freeze_epochs: int = 0) -> Recipe:
     """
     room = epochs is None or (isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 2)
     warmup = DEFAULT_WARMUP_EPOCHS if room and not freeze_epochs else 0
-    return Recipe(warmup, DEFAULT_NEW_LR_SCALE, DEFAULT_GAMMA_LR_SCALE)
+    return Recipe(warmup, DEFAULT_NEW_LR_SCALE, DEFAULT_GAMMA_LR_SCALE, DEFAULT_NEW_MAX_LR, DEFAULT_GAMMA_MAX_LR)
 
 
 def recipe_from(value: Any, epochs: Any = None, freeze_epochs: int = 0) -> Recipe | None:

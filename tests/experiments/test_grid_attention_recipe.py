@@ -33,7 +33,10 @@ def test_attention_recipe_is_stored_only_when_set_and_gives_the_recipe(default_d
         ({"new_lr_scale": -1}, "new_lr_scale must be a learning-rate factor > 0"),
         ({"gamma_lr_scale": 0}, "gamma_lr_scale must be a learning-rate factor > 0"),
         ({"warmup_epochs": 1.5}, "warmup_epochs must be a whole number"),
-        ({"warm_up": 1}, "unknown keys ['warm_up'] (allowed: warmup_epochs, new_lr_scale, gamma_lr_scale)"),
+        (
+            {"warm_up": 1},
+            "unknown keys ['warm_up'] (allowed: warmup_epochs, new_lr_scale, gamma_lr_scale, new_max_lr, gamma_max_lr)",
+        ),
         ([1], "attention_recipe must be default or none or a mapping"),
         (
             "fast",
@@ -97,7 +100,8 @@ def test_a_grid_run_with_the_warmup_trains_only_the_new_tensors_in_epoch_one(def
 
 # ------------------------------------------------------------------------- the default, the opt-out, old folders
 
-DEFAULT_2_EPOCHS = {"warmup_epochs": 1, "new_lr_scale": 100.0, "gamma_lr_scale": 300.0}
+DEFAULT_2_EPOCHS = {"warmup_epochs": 1, "new_lr_scale": 100.0, "gamma_lr_scale": 300.0, "new_max_lr": 0.01,
+                    "gamma_max_lr": 0.03}  # fmt: skip
 
 
 def test_a_new_fine_tuning_grid_gets_the_default_recipe_written_out(default_data, tmp_path):
@@ -105,7 +109,12 @@ def test_a_new_fine_tuning_grid_gets_the_default_recipe_written_out(default_data
     grid = resolve(with_attention_recipe(_grid(default_data), new), check=False)
     assert grid.config()["attention_recipe"] == DEFAULT_2_EPOCHS
     short = resolve(with_attention_recipe(_grid(default_data, recipe={"epochs": 1}), new), check=False)
-    assert short.config()["attention_recipe"] == {"new_lr_scale": 100.0, "gamma_lr_scale": 300.0}  # no warm-up
+    assert short.config()["attention_recipe"] == {
+        "new_lr_scale": 100.0,
+        "gamma_lr_scale": 300.0,
+        "new_max_lr": 0.01,
+        "gamma_max_lr": 0.03,
+    }  # no warm-up
     assert resolve(_grid(default_data, attention_recipe="default"), check=False).config() == grid.config()
     for off in ("none", None, {}):  # the opt-out: nothing stored, no recipe
         opted_out = resolve(with_attention_recipe(_grid(default_data, attention_recipe=off), new), check=False)
@@ -116,7 +125,12 @@ def test_a_new_fine_tuning_grid_gets_the_default_recipe_written_out(default_data
 
 def test_the_default_and_freeze_epochs_are_one_frozen_phase(default_data, tmp_path):
     grid = resolve(with_attention_recipe(_grid(default_data, freeze_epochs=1), tmp_path), check=False)
-    assert grid.config()["attention_recipe"] == {"new_lr_scale": 100.0, "gamma_lr_scale": 300.0}
+    assert grid.config()["attention_recipe"] == {
+        "new_lr_scale": 100.0,
+        "gamma_lr_scale": 300.0,
+        "new_max_lr": 0.01,
+        "gamma_max_lr": 0.03,
+    }
     with pytest.raises(GridError, match=r"^attention_recipe: warmup_epochs=1 and freeze_epochs=1 are two frozen"):
         resolve(_grid(default_data, freeze_epochs=1, attention_recipe={"warmup_epochs": 1}), check=False)
 

@@ -22,6 +22,7 @@ from attnyolo.finetune.recipe import (
     default_recipe,
     recipe_from,
     recipe_with,
+    scaled_lr,
 )
 from attnyolo.graph.adapter import AttentionLayer
 
@@ -29,10 +30,14 @@ finetune_module = importlib.import_module("attnyolo.finetune")  # the package: a
 
 
 def test_the_default_warms_up_one_epoch_only_when_the_run_has_room_for_it():
-    assert default_recipe(2) == Recipe(warmup_epochs=1, new_lr_scale=100.0, gamma_lr_scale=300.0)
+    assert default_recipe(2) == Recipe(
+        warmup_epochs=1, new_lr_scale=100.0, gamma_lr_scale=300.0, new_max_lr=0.01, gamma_max_lr=0.03
+    )
     assert default_recipe(30) == default_recipe(None) == default_recipe(2)  # None: Ultralytics' 100 epochs
     # a 1-epoch run keeps training the base (no warm-up), with the same learning-rate factors
-    assert default_recipe(1) == Recipe(warmup_epochs=0, new_lr_scale=100.0, gamma_lr_scale=300.0)
+    assert default_recipe(1) == Recipe(
+        warmup_epochs=0, new_lr_scale=100.0, gamma_lr_scale=300.0, new_max_lr=0.01, gamma_max_lr=0.03
+    )
     # the user's own frozen phase replaces the warm-up: one frozen phase at a time
     assert default_recipe(5, freeze_epochs=2).warmup_epochs == 0
 
@@ -43,7 +48,12 @@ def test_recipe_values_none_default_mapping_and_recipe():
     assert recipe_from({"warmup_epochs": 2}, 3) == Recipe(warmup_epochs=2)
     assert recipe_from(Recipe(new_lr_scale=5), 1) == Recipe(new_lr_scale=5)
     assert Recipe(**default_recipe(2).as_dict()) == default_recipe(2)  # what a grid stores gives it back
-    assert default_recipe(1).as_dict() == {"new_lr_scale": 100.0, "gamma_lr_scale": 300.0}
+    assert default_recipe(1).as_dict() == {
+        "new_lr_scale": 100.0,
+        "gamma_lr_scale": 300.0,
+        "new_max_lr": 0.01,
+        "gamma_max_lr": 0.03,
+    }
 
 
 @pytest.mark.parametrize(
@@ -67,8 +77,8 @@ def test_bad_recipe_input_is_one_line_naming_the_value(call, message):
 
 
 def test_cli_knobs_replace_the_defaults_knobs_only():
-    assert recipe_with("default", 4, warmup_epochs=2) == Recipe(2, 100.0, 300.0)
-    assert recipe_with("default", 4, new_lr_scale=10, gamma_lr_scale=20) == Recipe(1, 10.0, 20.0)
+    assert recipe_with("default", 4, warmup_epochs=2) == Recipe(2, 100.0, 300.0, 0.01, 0.03)
+    assert recipe_with("default", 4, new_lr_scale=10, gamma_lr_scale=20) == Recipe(1, 10.0, 20.0, 0.01, 0.03)
     assert recipe_with("none", 4) is None and recipe_with("default", 4) == default_recipe(4)
 
 
@@ -92,6 +102,36 @@ def test_rates_follow_the_learning_rate_ultralytics_chose_for_optimizer_auto():
     assert groups["gamma"]["lr"] == pytest.approx(chosen * 300)
 
 
+def test_the_limits_keep_the_measured_rates_when_lr0_is_larger():
+    # at the measured lr0 1e-4 the factors decide (1e-2, 3e-2: the measured rates); above it, the limits do ...
+    assert scaled_lr(1e-4, 100, 1e-2) == pytest.approx(1e-2) and scaled_lr(1e-4, 300, 3e-2) == pytest.approx(3e-2)
+    assert scaled_lr(1e-5, 100, 1e-2) == pytest.approx(1e-3)
+    assert scaled_lr(1.4e-3, 100, 1e-2) == 1e-2 and scaled_lr(1.4e-3, 300, 3e-2) == 3e-2
+    # ... but never below the base's own rate (SGD at 0.05: the new tensors train at least as fast as the base)
+    assert scaled_lr(0.05, 100, 1e-2) == 0.05 and scaled_lr(0.05, 100, None) == pytest.approx(5.0)
+
+
+def test_the_default_limits_reach_the_optimiser_groups():
+    cfg, _ = attnyolo.insert("yolov8n.yaml", "cbam", where="neck")
+    model = attnyolo.build(cfg, nc=3)
+    new_keys = {k for k, _ in model.named_parameters() if any(
+        k.startswith(f"{n}.") for n, m in model.named_modules() if isinstance(m, AttentionLayer))}  # fmt: skip
+    fake = SimpleNamespace(args=SimpleNamespace(lr0=0.01, warmup_bias_lr=0.1, optimizer="SGD"), data={"nc": 3})
+    trainer = SimpleNamespace(
+        model=model, args=fake.args, build_optimizer=lambda **kw: BaseTrainer.build_optimizer(fake, **kw)
+    )
+    recipe = default_recipe(10)
+    GammaOptimiser().on_pretrain_routine_start(trainer)
+    NewTensorOptimiser(
+        set(model.state_dict()) - new_keys, recipe.new_lr_scale, recipe.gamma_lr_scale, recipe.new_max_lr,
+        recipe.gamma_max_lr,
+    ).on_pretrain_routine_start(trainer)  # fmt: skip
+    opt = trainer.build_optimizer(model=model, name="SGD", lr=0.01, momentum=0.9, decay=5e-4)
+    groups = {g["param_group"]: g for g in opt.param_groups}
+    # Ultralytics' SGD default lr0 0.01: x 100 would be 1.0 and x 300 3.0; the limits give 0.01 and 0.03
+    assert groups["weight"]["lr"] == 0.01 and groups[NEW_GROUP]["lr"] == 0.01 and groups["gamma"]["lr"] == 0.03
+
+
 class _Stop(Exception):
     """Raised by the stand-in for the trainer's callbacks: the recipe it was given is all this test needs."""
 
@@ -112,9 +152,9 @@ def recipes_given(monkeypatch):
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
-        ({"epochs": 2}, Recipe(1, 100.0, 300.0)),
-        ({"epochs": 1}, Recipe(0, 100.0, 300.0)),
-        ({"epochs": 3, "freeze_epochs": 1}, Recipe(0, 100.0, 300.0)),
+        ({"epochs": 2}, Recipe(1, 100.0, 300.0, 0.01, 0.03)),
+        ({"epochs": 1}, Recipe(0, 100.0, 300.0, 0.01, 0.03)),
+        ({"epochs": 3, "freeze_epochs": 1}, Recipe(0, 100.0, 300.0, 0.01, 0.03)),
         ({"epochs": 2, "recipe": "none"}, None),
         ({"epochs": 2, "recipe": None}, None),
         ({"epochs": 3, "recipe": {"warmup_epochs": 2, "gamma_lr_scale": 50}}, Recipe(2, None, 50.0)),
@@ -140,10 +180,10 @@ def _cli(capsys, *args) -> tuple[int, str]:
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
-        ([], Recipe(1, 100.0, 300.0)),
+        ([], Recipe(1, 100.0, 300.0, 0.01, 0.03)),
         (["--attention-recipe", "none"], None),
-        (["--attention-warmup", "2", "--gamma-lr-scale", "1000"], Recipe(2, 100.0, 1000.0)),
-        (["--freeze-epochs", "1"], Recipe(0, 100.0, 300.0)),
+        (["--attention-warmup", "2", "--gamma-lr-scale", "1000"], Recipe(2, 100.0, 1000.0, 0.01, 0.03)),
+        (["--freeze-epochs", "1"], Recipe(0, 100.0, 300.0, 0.01, 0.03)),
     ],
 )
 def test_cli_recipe_flags_reach_finetune(capsys, default_data, recipes_given, flags, expected):

@@ -19,6 +19,7 @@ import yaml
 from rich.console import Console
 
 from attnyolo.atomic import write_atomically
+from attnyolo.errors import AttnYoloError
 from attnyolo.experiments import executors, ray_executor
 from attnyolo.experiments.grid import Grid, GridError, differences, resolve
 from attnyolo.experiments.progress import GridProgress
@@ -127,11 +128,15 @@ def open_store(folder: Path, grid: Grid) -> ResultsStore:
 
 
 def stored_config(folder: Path) -> dict | None:
-    """The config of the grid stored in ``folder``'s database, or ``None`` when it holds none."""
+    """The config of the grid stored in ``folder``'s database, or ``None`` when it holds none or cannot be read (a
+    damaged or newer database: :func:`check_folder` refuses it in one line after the grid itself was checked)."""
     if not (folder / DB_NAME).is_file():
         return None
-    with ResultsStore(folder) as reader:
-        return dict(reader.grid()["config"])
+    try:
+        with ResultsStore(folder) as reader:
+            return dict(reader.grid()["config"])
+    except AttnYoloError:
+        return None
 
 
 def with_attention_recipe(config: Mapping[str, Any], folder: Path) -> dict:

@@ -239,6 +239,8 @@ def finetune(
         TransferError: a base tensor that would be left behind, or a trainer that did not start from the
             transferred weights.
         FinetuneError, DataError, GraphError: bad arguments, data YAML or placement, a base that is not a detector.
+        RecipeError: a recipe that is not default/none/a Recipe/a mapping of its fields, a bad factor, a warm-up
+            longer than ``epochs`` or next to ``freeze_epochs`` (before anything is built).
     """
     check_freeze_epochs(freeze_epochs)
     check_yolo_args(yolo_args)

@@ -19,6 +19,11 @@ Recipes (all: 2 epochs at 320, AdamW lr0 1e-4, no Ultralytics warm-up, no mosaic
 - ``c-warmup``: attention warm-up: epoch 1 trains only the new tensors (transferred frozen, BatchNorm statistics
   kept) with an optimiser step per batch, new tensors at lr0 x 100 and gamma at lr0 x 1000; epoch 2 joint;
 - ``c-warmup-g100``: as ``c-warmup`` with gamma at lr0 x 100;
+- ``c-warmup-g300``: as ``c-warmup`` with gamma at lr0 x 300 (SimAM, whose only tensor is gamma, did not reach
+  r 0.05 at x 100);
+- ``e1-default``: the default recipe of a 1-epoch run (``default_recipe(1)``: no warm-up, new tensors at lr0 x 100,
+  gamma at lr0 x 300) with ``epochs=1``;
+- ``e1-warmup``: a 1-epoch run that is all warm-up (only the new tensors train), for comparison;
 - ``c-warmup-lrf1``: as ``c-warmup`` with ``lrf=1`` (no linear decay: the joint epoch runs at lr0, not lr0 / 2);
 - ``d-warmup-channel``: as ``c-warmup`` with a per-channel gamma (LayerScale-like, shape 1xCx1x1, zeros) instead of
   the scalar. The adapter has no such option today: this script swaps the gamma of every ``AttentionLayer`` at
@@ -41,16 +46,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from attnyolo.datasets import check_data, split_images
 
 import attnyolo  # noqa: F401  (offline switches first)
 from attnyolo.checkpoints import load_safetensors_model, save_ultralytics_checkpoint
 from attnyolo.data import default_dataset
 from attnyolo.data.base_checkpoint import RECORDED, base_path, validate
+from attnyolo.data.check import check_data, split_images
 from attnyolo.experiments.demo import DEMO_RECIPE
 from attnyolo.finetune import add_gamma_logging, add_gamma_optimiser, gamma_values, prepare
 from attnyolo.finetune.recipe import Recipe
-from attnyolo.graph.ultralytics import AttentionLayer
+from attnyolo.graph.adapter import AttentionLayer
 from attnyolo.models import unwrap
 
 COMMON = dict(DEMO_RECIPE)  # the demo's recipe; each recipe below adds its own options
@@ -59,6 +64,9 @@ RECIPES: dict[str, tuple[dict, Recipe]] = {
     "b-new100": ({}, Recipe(new_lr_scale=100, gamma_lr_scale=100)),
     "c-warmup": ({}, Recipe(warmup_epochs=1, new_lr_scale=100, gamma_lr_scale=1000)),
     "c-warmup-g100": ({}, Recipe(warmup_epochs=1, new_lr_scale=100, gamma_lr_scale=100)),
+    "c-warmup-g300": ({}, Recipe(warmup_epochs=1, new_lr_scale=100, gamma_lr_scale=300)),
+    "e1-default": ({"epochs": 1}, Recipe(new_lr_scale=100, gamma_lr_scale=300)),
+    "e1-warmup": ({"epochs": 1}, Recipe(warmup_epochs=1, new_lr_scale=100, gamma_lr_scale=300)),
     "d-warmup-channel": ({}, Recipe(warmup_epochs=1, new_lr_scale=100, gamma_lr_scale=1000)),
     "b-nbs16": ({"nbs": 16}, Recipe(new_lr_scale=100, gamma_lr_scale=1000)),
     "c-warmup-lrf1": ({"lrf": 1.0}, Recipe(warmup_epochs=1, new_lr_scale=100, gamma_lr_scale=1000)),

@@ -6,7 +6,10 @@
     attnyolo ablate grid.yaml -o runs/ablate          # the same grid from a YAML file
     attnyolo ablate -o runs/ablate --resume           # continue the folder's own grid.yaml
 
-Extra ``key=value`` arguments are Ultralytics training arguments (the recipe shared by every run).
+Extra ``key=value`` arguments are Ultralytics training arguments (the recipe shared by every run). A new grid with
+``--weights`` fine-tunes under the default attention recipe (``attnyolo.finetune.recipe.default_recipe``; the
+control too); ``--attention-recipe none`` opts out, ``--attention-warmup`` / ``--new-lr-scale`` /
+``--gamma-lr-scale`` change its knobs. A resumed folder keeps the recipe it was stored with.
 """
 
 from __future__ import annotations
@@ -105,6 +108,17 @@ def ablate_command(
         None, "--identity-start/--no-identity-start", help="Start each inserted layer as the identity (default on)."
     ),
     trust: bool | None = typer.Option(None, "--trust-checkpoint", help="Full pickle load of the base checkpoint."),
+    attention_recipe: str | None = typer.Option(
+        None,
+        "--attention-recipe",
+        help="With --weights: default (new grids: attention warm-up 1 epoch when epochs >= 2, new tensors at "
+        "lr0 x 100, gamma x 300) or none.",
+    ),
+    attention_warmup: int | None = typer.Option(
+        None, "--attention-warmup", help="Epochs that train only the new tensors first (default: 1 if epochs >= 2)."
+    ),
+    new_lr_scale: float | None = typer.Option(None, "--new-lr-scale", help="lr0 factor of the new tensors (100)."),
+    gamma_lr_scale: float | None = typer.Option(None, "--gamma-lr-scale", help="lr0 factor of gamma (300)."),
 ) -> None:
     """Run a grid: baseline + attention x placement x hyper-parameters, x seeds, one Ultralytics recipe.
 
@@ -137,6 +151,16 @@ def ablate_command(
 
             recipe = {**(load_grid_yaml(grid).get("recipe") or {}), **recipe}
         options["recipe"] = recipe
+    knobs = {"warmup_epochs": attention_warmup, "new_lr_scale": new_lr_scale, "gamma_lr_scale": gamma_lr_scale}
+    if any(v is not None for v in knobs.values()):  # the default's knobs replaced: written out as a mapping
+        from attnyolo.experiments.driver import load_grid_yaml
+        from attnyolo.finetune.recipe import recipe_with
+
+        epochs = (options.get("recipe") or (load_grid_yaml(grid).get("recipe") if grid else None) or {}).get("epochs")
+        chosen = recipe_with(attention_recipe or "default", epochs, **knobs)
+        options["attention_recipe"] = chosen.as_dict() if chosen is not None else "none"
+    elif attention_recipe is not None:
+        options["attention_recipe"] = attention_recipe
     if resume and not (out / DB_NAME).is_file():
         from attnyolo.experiments.grid import GridError
 

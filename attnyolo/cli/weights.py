@@ -32,20 +32,44 @@ def finetune_command(
         True, "--identity-start/--no-identity-start", help="Start each inserted layer as the identity (gamma = 0)."
     ),
     hparam: list[str] = typer.Option([], "--hparam", "-p", help="Attention hyper-parameter key=value; repeatable."),
+    attention_recipe: str = typer.Option(
+        "default",
+        "--attention-recipe",
+        help="default (attention warm-up 1 epoch when epochs >= 2, new tensors at lr0 x 100, gamma x 300) or none.",
+    ),
+    attention_warmup: int | None = typer.Option(
+        None, "--attention-warmup", help="Epochs that train only the new tensors first (default: 1 if epochs >= 2)."
+    ),
+    new_lr_scale: float | None = typer.Option(None, "--new-lr-scale", help="lr0 factor of the new tensors (100)."),
+    gamma_lr_scale: float | None = typer.Option(None, "--gamma-lr-scale", help="lr0 factor of gamma (300)."),
 ) -> None:
     """Fine-tune BASE with attention inserted: every base weight kept, trained by Ultralytics' trainer.
 
     Extra key=value arguments go to Ultralytics' training (epochs=30 imgsz=640 device=0 project=runs name=cbam);
     data=PATH is the same as --data PATH.
 
+    The attention recipe (--attention-recipe default): the new tensors train at lr0 x 100 and gamma at lr0 x 300,
+    after a 1-epoch attention warm-up (transferred tensors frozen) when epochs >= 2 and no --freeze-epochs;
+    --attention-recipe none is Ultralytics' own schedule (gamma at lr0 x 10).
+
     The run folder also gets attnyolo_gamma.csv (gamma per epoch) and attnyolo_transfer.txt.
     """
     from rich.table import Table
 
     from attnyolo.finetune import finetune
+    from attnyolo.finetune.recipe import recipe_with  # with finetune: the package pulls in Ultralytics (slow --help)
 
     data, extra = take_data(data, list(ctx.args))
     names = [n.strip() for n in name.split(",") if n.strip()]
+    yolo_args = parse_yolo_args(extra)
+    recipe = recipe_with(
+        attention_recipe,
+        yolo_args.get("epochs"),
+        freeze_epochs,
+        warmup_epochs=attention_warmup,
+        new_lr_scale=new_lr_scale,
+        gamma_lr_scale=gamma_lr_scale,
+    )
     result = finetune(
         base,
         names[0] if len(names) == 1 else names,
@@ -55,7 +79,8 @@ def finetune_command(
         freeze_epochs=freeze_epochs,
         identity_start=identity_start,
         hparams=parse_hparams(hparam),
-        **parse_yolo_args(extra),
+        recipe=recipe,
+        **yolo_args,
     )
     console = make_console()
     from attnyolo.finetune import gamma_values

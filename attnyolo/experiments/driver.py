@@ -19,11 +19,13 @@ import yaml
 from rich.console import Console
 
 from attnyolo.atomic import write_atomically
+from attnyolo.errors import AttnYoloError
 from attnyolo.experiments import executors, ray_executor
 from attnyolo.experiments.grid import Grid, GridError, differences, resolve
 from attnyolo.experiments.progress import GridProgress
 from attnyolo.experiments.runner import RunTask, git_rev, grid_class_change, machine, versions
 from attnyolo.experiments.store import DB_NAME, GRID_YAML, ResultsStore, owner_id
+from attnyolo.finetune.recipe import RECIPE_DEFAULT, RECIPE_NONE
 
 
 class GridInterrupted(KeyboardInterrupt):  # noqa: N818  (a KeyboardInterrupt, named for what happened)
@@ -125,6 +127,34 @@ def open_store(folder: Path, grid: Grid) -> ResultsStore:
     return store
 
 
+def stored_config(folder: Path) -> dict | None:
+    """The config of the grid stored in ``folder``'s database, or ``None`` when it holds none or cannot be read (a
+    damaged or newer database: :func:`check_folder` refuses it in one line after the grid itself was checked)."""
+    if not (folder / DB_NAME).is_file():
+        return None
+    try:
+        with ResultsStore(folder) as reader:
+            return dict(reader.grid()["config"])
+    except AttnYoloError:
+        return None
+
+
+def with_attention_recipe(config: Mapping[str, Any], folder: Path) -> dict:
+    """``config`` with the ``attention_recipe`` it means when it names none.
+
+    A fine-tuning grid (``weights:``) that is new gets ``"default"`` (the engaging recipe,
+    :func:`attnyolo.finetune.recipe.default_recipe`); one that continues ``folder``'s stored grid gets the stored
+    value, and a grid stored without one (written before the default existed, or with ``none``) goes on without:
+    every run of a grid has the schedule its first runs had. From-scratch grids (``model:``) get none.
+    """
+    config = dict(config)
+    if "attention_recipe" in config or config.get("weights") is None:
+        return config
+    stored = stored_config(folder)
+    config["attention_recipe"] = RECIPE_DEFAULT if stored is None else stored.get("attention_recipe", RECIPE_NONE)
+    return config
+
+
 def ablate(
     grid: str | os.PathLike | Mapping[str, Any] | None = None,
     *,
@@ -154,7 +184,9 @@ def ablate(
             folder stays as it was, resumable).
         console: a rich ``Console`` for progress.
         **options: grid keys (``data``, ``model``, ``weights``, ``recipe``, ``seeds``, ``attention``, ``where``,
-            ``hparams``, ``variants``, ``identity_start``, ``trust``), overriding the YAML's.
+            ``hparams``, ``variants``, ``identity_start``, ``trust``, ``freeze_epochs``, ``attention_recipe``),
+            overriding the YAML's. A fine-tuning grid that names no ``attention_recipe`` gets the default one when
+            it is new, and the one it was stored with when it resumes (:func:`with_attention_recipe`).
 
     Raises:
         GridError, ExecutorError and the engine's errors: bad input, before anything is written.
@@ -168,7 +200,7 @@ def ablate(
     else:
         config = dict(grid or {})
     config.update({k: v for k, v in options.items() if v is not None})
-    resolved = resolve(config)
+    resolved = resolve(with_attention_recipe(config, folder))
     executors.check_executor(executor, workers, threads)
     if isinstance(ray_timeout, bool) or not isinstance(ray_timeout, (int, float)) or not ray_timeout > 0:
         raise executors.ExecutorError(f"--ray-timeout must be a number of seconds > 0, got {ray_timeout!r}")

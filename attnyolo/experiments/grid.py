@@ -13,8 +13,15 @@ A grid is data (a dict, the content of ``grid.yaml``)::
       - {attention: se, where: backbone, hparams: {rd_ratio: 0.25}}
       - {attention: cbam, where: backbone, load: keys}   # positive control: Ultralytics' key matching
     freeze_epochs: 0                  # with weights: train only the new tensors for N epochs first (as finetune)
-    attention_recipe:                 # with weights: the attention warm-up (attnyolo.finetune.recipe.Recipe)
-      {warmup_epochs: 1, new_lr_scale: 100, gamma_lr_scale: 100}
+    attention_recipe: default         # with weights: the attention recipe (attnyolo.finetune.recipe.Recipe):
+                                      # default (the same as not naming it in a new grid), none, or a mapping
+                                      # {warmup_epochs: 1, new_lr_scale: 100, gamma_lr_scale: 300}
+
+A new grid with ``weights:`` that does not name ``attention_recipe`` gets the default
+(:func:`attnyolo.finetune.recipe.default_recipe`: a 1-epoch attention warm-up when ``recipe.epochs >= 2``, new
+tensors at lr0 x 100, gamma at lr0 x 300), written out into ``grid.yaml``; ``attention_recipe: none`` opts out. A
+folder whose stored grid has no ``attention_recipe`` (written before the default, or with ``none``) resumes
+without one: the schedule its runs were run with. From-scratch grids (``model:``) have no recipe.
 
 ``load`` (per explicit variant): how the variant gets the base's weights: ``transfer`` (default: attnyolo's
 transfer through the insertion's index map) or ``keys`` (Ultralytics' key matching, as ``yolo train
@@ -38,7 +45,14 @@ from typing import Any
 
 from attnyolo.errors import AttnYoloError
 from attnyolo.finetune import check_freeze_epochs, check_yolo_args, load_base
-from attnyolo.finetune.recipe import RECIPE_FIELDS, Recipe
+from attnyolo.finetune.recipe import (
+    RECIPE_DEFAULT,
+    RECIPE_FIELDS,
+    RECIPE_MODES,
+    RECIPE_NONE,
+    Recipe,
+    default_recipe,
+)
 
 BASELINE = "baseline"
 SCHEMA_KEYS = {
@@ -352,7 +366,9 @@ def resolve(config: Mapping[str, Any], *, check: bool = True) -> Grid:
         identity_start=identity_start,
         trust=trust,
         freeze_epochs=_freeze_epochs(config.get("freeze_epochs", 0), weights),
-        attention_recipe=_attention_recipe(config.get("attention_recipe"), weights, recipe),
+        attention_recipe=_attention_recipe(
+            config.get("attention_recipe"), weights, recipe, _freeze_epochs(config.get("freeze_epochs", 0), weights)
+        ),
     )
     if check:
         from attnyolo.data.check import check_data
@@ -374,14 +390,24 @@ def _freeze_epochs(value: Any, weights: str | None) -> int:
     return epochs
 
 
-def _attention_recipe(value: Any, weights: str | None, recipe: Mapping[str, Any]) -> dict:
+def _attention_recipe(value: Any, weights: str | None, recipe: Mapping[str, Any], freeze_epochs: int = 0) -> dict:
     """The grid's ``attention_recipe`` (the keyword arguments of :class:`attnyolo.finetune.recipe.Recipe`), checked
-    now: unknown keys, bad factors, a warm-up longer than the recipe's epochs."""
-    if not value:
+    now: unknown keys, bad factors, a warm-up longer than the recipe's epochs or next to ``freeze_epochs``.
+
+    ``"none"`` (or nothing) is no recipe; ``"default"`` is :func:`attnyolo.finetune.recipe.default_recipe` for the
+    recipe's epochs, written out as its options (what ``grid.yaml`` stores, so a later default cannot change it).
+    A grid that does not name it gets the default from :func:`attnyolo.experiments.ablate` when it is new, and its
+    stored value (none for grids written before the default) when it resumes a folder."""
+    if not value or (isinstance(value, str) and value.strip().lower() == RECIPE_NONE):
         return {}
+    if isinstance(value, str) and value.strip().lower() == RECIPE_DEFAULT:
+        if weights is None:
+            return {}  # from scratch (model:): nothing is new to a base, no recipe
+        value = default_recipe(recipe.get("epochs"), freeze_epochs).as_dict()
     if not isinstance(value, Mapping):
         raise GridError(
-            f"attention_recipe must be a mapping such as {{warmup_epochs: 1, new_lr_scale: 100}}, got {value!r}"
+            f"attention_recipe must be {' or '.join(RECIPE_MODES)} or a mapping such as "
+            f"{{warmup_epochs: 1, new_lr_scale: 100}}, got {value!r}"
         )
     unknown = set(value) - set(RECIPE_FIELDS)
     if unknown:
@@ -389,7 +415,7 @@ def _attention_recipe(value: Any, weights: str | None, recipe: Mapping[str, Any]
     if weights is None:
         raise GridError("attention_recipe needs weights: (a base checkpoint: its warm-up trains what is new to it)")
     try:
-        Recipe(**value).check(recipe.get("epochs", 100))
+        Recipe(**value).check(recipe.get("epochs", 100), freeze_epochs)
     except AttnYoloError as e:
         raise GridError(f"attention_recipe: {e}") from None
     return dict(value)

@@ -24,6 +24,11 @@ Steps 1-3 are :mod:`.start` (:func:`~.start.load_base`, :func:`~.start.build_sta
 uses the same functions, so a fine-tuning run and a grid run with the same base, attention and seed start from the
 same tensors.
 
+The attention recipe (``recipe=``, :mod:`.recipe`): by default the new tensors train at lr0 x 100 and gamma at
+lr0 x 300, after a 1-epoch attention warm-up (transferred tensors frozen, a step per batch) when the run has at
+least 2 epochs, so that the inserted attention is actually used at a short budget (measured in
+docs/results/finetune_recipes.md); ``recipe="none"`` is Ultralytics' own schedule with gamma at lr0 x 10.
+
 How gamma evolves: ``gamma`` starts at 0, so the first forward pass is the base model's. Its gradient
 ``<dL/dy, attn(x) - x>`` is non-zero at the first step while the attention's own gradients are scaled by
 ``gamma`` (0 at step 0), so ``gamma`` moves first and the attention follows (ReZero). The CSV shows it: a
@@ -71,6 +76,7 @@ from attnyolo.finetune.callbacks import (
     start_checker,
 )
 from attnyolo.finetune.errors import FinetuneError
+from attnyolo.finetune.recipe import RECIPE_DEFAULT, recipe_from
 from attnyolo.finetune.start import (
     Base,
     Prepared,
@@ -198,7 +204,7 @@ def finetune(
     hparams: Mapping[str, Any] | None = None,
     callbacks: Mapping[str, Any] | None = None,
     print_report: bool = True,
-    recipe: Any = None,
+    recipe: Any = RECIPE_DEFAULT,
     **yolo_args: Any,
 ) -> FinetuneResult:
     """Fine-tune a trained base model with attention inserted, keeping every base weight.
@@ -216,8 +222,11 @@ def finetune(
         hparams: the attention's hyper-parameters (``{"rd_ratio": 0.25}``).
         callbacks: more Ultralytics callbacks, ``{event: function or [functions]}`` (``"on_fit_epoch_end"``...).
         print_report: print the transfer report table.
-        recipe: an :class:`attnyolo.finetune.recipe.Recipe` (attention warm-up, the new tensors' learning rate;
-            measured in docs/results/finetune_recipes.md), or ``None``.
+        recipe: the attention recipe (attention warm-up, the new tensors' and gamma's learning rates; measured in
+            docs/results/finetune_recipes.md): ``"default"`` (:func:`attnyolo.finetune.recipe.default_recipe`: new
+            tensors at lr0 x 100, gamma at lr0 x 300, a 1-epoch warm-up when ``epochs >= 2`` and no
+            ``freeze_epochs``), ``"none"`` or ``None`` (Ultralytics' own schedule, gamma at lr0 x 10), a
+            :class:`attnyolo.finetune.recipe.Recipe`, or a mapping of its fields.
         **yolo_args: Ultralytics training arguments (``epochs``, ``imgsz``, ``batch``, ``device``, ``project``,
             ``name``...), passed to ``YOLO.train`` unchanged. ``seed`` (Ultralytics' default 0) also seeds the new
             tensors of the start model, as in a grid run.
@@ -230,9 +239,12 @@ def finetune(
         TransferError: a base tensor that would be left behind, or a trainer that did not start from the
             transferred weights.
         FinetuneError, DataError, GraphError: bad arguments, data YAML or placement, a base that is not a detector.
+        RecipeError: a recipe that is not default/none/a Recipe/a mapping of its fields, a bad factor, a warm-up
+            longer than ``epochs`` or next to ``freeze_epochs`` (before anything is built).
     """
     check_freeze_epochs(freeze_epochs)
     check_yolo_args(yolo_args)
+    recipe = recipe_from(recipe, yolo_args.get("epochs"), freeze_epochs)
     seed = int(yolo_args.get("seed", DEFAULT_CFG_DICT["seed"]))
     start = prepare(
         base, attention, where, data, trust=trust, identity_start=identity_start, hparams=hparams, seed=seed

@@ -21,6 +21,7 @@ from attnyolo.experiments.demo import (
 from attnyolo.experiments.grid import resolve
 from attnyolo.experiments.runner import git_rev, machine, versions
 from attnyolo.experiments.store import ResultsStore
+from attnyolo.finetune.recipe import Recipe, default_recipe
 
 
 def test_demo_grid_covers_neck_and_backbone_with_two_seeds():
@@ -38,7 +39,9 @@ def test_demo_grid_covers_neck_and_backbone_with_two_seeds():
     resolved = resolve(grid, check=False)
     labels = [v.label for v in resolved.variants]
     assert labels[0] == "baseline" and "cbam@backbone" in labels and "cbam@backbone+load=keys" in labels
-    assert resolved.config()["attention_recipe"] == {"warmup_epochs": 1, "new_lr_scale": 100, "gamma_lr_scale": 100}
+    assert resolved.config()["attention_recipe"] == {"warmup_epochs": 1, "new_lr_scale": 100, "gamma_lr_scale": 300,
+                                                     "new_max_lr": 0.01, "gamma_max_lr": 0.03}  # fmt: skip
+    assert Recipe(**resolved.config()["attention_recipe"]) == default_recipe(2)  # the default for its 2 epochs
 
 
 def test_demo_grid_passes_ultralytics_arguments_and_names_the_data(tmp_path):

@@ -60,8 +60,11 @@ def run_rungs(
     gpus_per_trial: float = 0,
     budget_epochs: int | None = None,
     budget_seconds: float | None = None,
-) -> None:
-    """Run every candidate in ``labels`` under ASHA; ``trial_config`` (plus ``label``) is each trial's config."""
+) -> dict[str, str]:
+    """Run every candidate in ``labels`` under ASHA; ``trial_config`` (plus ``label``) is each trial's config.
+
+    Returns ``label -> error`` of the candidates whose trainable failed (their rungs before the error stay recorded;
+    the other candidates go on)."""
     scheduler = ASHAScheduler(
         time_attr=EPOCH,
         metric=METRIC,
@@ -86,4 +89,9 @@ def run_rungs(
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
         ),
     )
-    tuner.fit()
+    results = tuner.fit()
+    failed = {}
+    for result in results:
+        if result.error is not None:
+            failed[result.config["label"]] = " ".join(str(result.error).split())[-300:]
+    return failed

@@ -13,8 +13,9 @@ from typing import Any
 
 from attnyolo.atomic import write_atomically
 from attnyolo.report import Analysis
-from attnyolo.report.analysis import pareto_front
+from attnyolo.report.analysis import control_warnings, pareto_front
 from attnyolo.report.render import HEADERS, table_rows
+from attnyolo.search.candidates import Candidate
 from attnyolo.search.schedule import Schedule
 from attnyolo.search.store import SearchStore
 
@@ -75,11 +76,14 @@ def pareto_lines(candidates: list[dict], rows: list[dict]) -> list[str]:
     return out
 
 
-def verdict_lines(analysis: Analysis | None, chosen: list[str]) -> list[str]:
+def verdict_lines(analysis: Analysis | None, chosen: list[str], names: Mapping[str, str]) -> list[str]:
+    """The confirmation's verdict table; ``names``: ablate's variant label -> the search's (``se@inside``)."""
     if analysis is None:
         return [f"Not run yet (top candidates: {', '.join(chosen) or 'none'})."]
     keep = [HEADERS.index(h) for h in VERDICT_COLUMNS]
     rows = [[cells[i] for i in keep] for cells in table_rows(analysis)]
+    for row in rows:
+        row[0] = names.get(row[0], row[0])
     seeds = len(analysis.baseline.seeds)
     return [
         f"The top {len(chosen)} against the control (the base architecture, same start and recipe), {seeds} seeds, "
@@ -87,6 +91,7 @@ def verdict_lines(analysis: Analysis | None, chosen: list[str]) -> list[str]:
         f"[{analysis.folder.name}/report.md]({analysis.folder.name}/report.md).",
         "",
         *_table(list(VERDICT_COLUMNS), rows),
+        *[f"\nWarning: {w}" for w in control_warnings(analysis)],
     ]
 
 
@@ -106,6 +111,8 @@ def write_search_report(
     pruned = [c for c in candidates if c["pruned"]]
     by_label = {(r["label"], r["rung"]): r["map50_95"] for r in rows}
     start = args["weights"] or args["model"]
+    names = {Candidate(c["attention"], c["place"]).variant.label: c["label"] for c in candidates}
+    furthest = {r["label"]: r["epoch"] for r in ranking}
     lines = [
         "# attnyolo search: which attention, where",
         "",
@@ -118,7 +125,7 @@ def write_search_report(
         "",
         "## Confirmation: the verdicts",
         "",
-        *verdict_lines(analysis, chosen),
+        *verdict_lines(analysis, chosen, names),
         "",
         "## Rungs",
         "",
@@ -140,6 +147,7 @@ def write_search_report(
                 "GFLOPs ×",
                 "latency ×",
                 *[f"mAP50-95 @ {e} ep" for e in schedule.rungs],
+                "furthest rung (epochs)",
                 "pruned by",
             ],
             [
@@ -149,11 +157,12 @@ def write_search_report(
                     f"{c['gflops_ratio']:.4f}",
                     "-" if c["latency_ratio"] is None else f"{c['latency_ratio']:.3f}",
                     *[_score(by_label.get((c["label"], k))) for k in range(len(schedule.rungs))],
+                    furthest.get(c["label"], 0),
                     c["pruned"] or ("-" if c["label"] not in (failed or {}) else f"failed: {failed[c['label']]}"),
                 ]
                 for c in candidates
             ],
-        ),  # fmt: skip
+        ),
         "",
         "## Pareto front of the candidates that trained",
         "",
@@ -166,6 +175,9 @@ def write_search_report(
             + (" (confirmed below)" if r["label"] in chosen else "")
             for i, r in enumerate(ranking)
         ],
+        "",
+        f"Resume (or redraw this report) with `attnyolo search -o {folder} --resume`; the confirmation grid alone: "
+        f"`attnyolo report {folder / 'confirm'}`.",
         "",
     ]
     path = folder / REPORT

@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from attnyolo.cli.args import parse_yolo_args
+from attnyolo.cli.args import parse_hparams, parse_yolo_args
 from attnyolo.console import make_console
 
 
@@ -59,6 +59,13 @@ def search_command(
     address: str | None = typer.Option(None, "--address", help="Ray address (default: a local instance)."),
     ray_cpus: int | None = typer.Option(None, "--ray-cpus", help="CPUs of the local Ray instance (default: all)."),
     confirm: bool = typer.Option(True, "--confirm/--no-confirm", help="Run the seeded confirmation grid."),
+    attention_recipe: list[str] = typer.Option(
+        [],
+        "--attention-recipe",
+        "-r",
+        help="Attention warm-up key=value (warmup_epochs=1, new_lr_scale=100); repeatable.",
+    ),
+    freeze_epochs: int = typer.Option(0, "--freeze-epochs", help="Train only the new tensors for N epochs first."),
     identity_start: bool = typer.Option(True, "--identity-start/--no-identity-start", help="gamma = 0 start."),
     trust: bool = typer.Option(False, "--trust-checkpoint", help="Full pickle load of the base checkpoint."),
 ) -> None:
@@ -92,6 +99,8 @@ def search_command(
             "confirm": confirm,
             "identity_start": identity_start,
             "trust": trust,
+            "attention_recipe": parse_hparams(attention_recipe) or None,
+            "freeze_epochs": freeze_epochs,
         }
     console = make_console()
     result = search(

@@ -40,10 +40,8 @@ from attnyolo.report import Analysis, write_report
 from attnyolo.search import costs as search_costs
 from attnyolo.search.candidates import Candidate, SearchError, candidates, check_candidates
 from attnyolo.search.report import write_search_report
-from attnyolo.search.rungs import run_rungs
 from attnyolo.search.schedule import Schedule, plan
 from attnyolo.search.store import DB_NAME, SearchStore
-from attnyolo.search.trainable import train_candidate
 
 SEARCH_YAML = "search.yaml"
 CONFIRM = "confirm"
@@ -243,6 +241,7 @@ def search(
             ]
         )
         threads = threads or default_threads(concurrency)
+        run_rungs, train_candidate = _ray_tune_parts()
         owned = ray_executor.init_ray(address, ray_num_cpus, ray_timeout)
         try:
             failed = run_rungs(
@@ -278,6 +277,17 @@ def search(
     finally:
         store.close()
     return SearchResult(folder, ranking, chosen, failed, analysis, report)
+
+
+def _ray_tune_parts():
+    """``(run_rungs, train_candidate)``: imported here, not at the top, because Ray Tune is optional (the ``ray``
+    extra) and slow to import; ``import attnyolo`` (which exports :func:`search`) must need neither."""
+    try:
+        from attnyolo.search.rungs import run_rungs
+        from attnyolo.search.trainable import train_candidate
+    except ImportError as e:
+        raise SearchError(f"attnyolo search runs on Ray Tune ({e}): pip install 'attnyolo[ray]'") from None
+    return run_rungs, train_candidate
 
 
 def _confirm(

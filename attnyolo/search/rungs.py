@@ -18,10 +18,26 @@ from typing import Any
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from attnyolo.search.schedule import EPOCH, METRIC, EpochBudget, Schedule
+from attnyolo.search.schedule import EPOCH, METRIC, Schedule
 from attnyolo.search.store import SearchStore
 
 TUNE_DIR = "tune"
+
+
+class EpochBudget(tune.Stopper):
+    """Stops the whole search once the epochs reported (trained, or replayed from the store) reach the budget."""
+
+    def __init__(self, budget_epochs: int | None) -> None:
+        self.budget = budget_epochs
+        self.seen: set[tuple[str, int]] = set()
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        if EPOCH in result:
+            self.seen.add((trial_id, int(result[EPOCH])))
+        return False
+
+    def stop_all(self) -> bool:
+        return self.budget is not None and len(self.seen) >= self.budget
 
 
 class RungRecorder(tune.Callback):

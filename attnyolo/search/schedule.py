@@ -7,16 +7,14 @@ is the longest training a candidate gets.
 
 A budget in epochs picks the number of rungs: the most rungs whose successive-halving plan (every candidate the
 first rung, ``ceil(n / eta^k)`` of them each later rung) fits the budget. ASHA is asynchronous, so early
-candidates may go further than that plan; :class:`EpochBudget` stops the search when the epochs trained reach
-the budget, whatever the order.
+candidates may go further than that plan; :class:`attnyolo.search.rungs.EpochBudget` stops the search when the
+epochs trained reach the budget, whatever the order.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-from ray.tune import Stopper
 
 from attnyolo.search.candidates import SearchError
 
@@ -108,19 +106,3 @@ def plan(
             f"more than the budget of {budget_epochs}: give fewer rungs or a larger budget"
         )
     return schedule
-
-
-class EpochBudget(Stopper):
-    """Stops the whole search once the epochs reported (trained, or replayed from the store) reach the budget."""
-
-    def __init__(self, budget_epochs: int | None) -> None:
-        self.budget = budget_epochs
-        self.seen: set[tuple[str, int]] = set()
-
-    def __call__(self, trial_id: str, result: dict) -> bool:
-        if EPOCH in result:
-            self.seen.add((trial_id, int(result[EPOCH])))
-        return False
-
-    def stop_all(self) -> bool:
-        return self.budget is not None and len(self.seen) >= self.budget

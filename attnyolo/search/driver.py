@@ -83,6 +83,14 @@ def rank(rows: list[dict], order: list[str]) -> list[dict]:
     )
 
 
+def confirmation_seeds(seeds: Any, rung_seed: int) -> Any:
+    """A count of confirmation seeds starts after the rungs' seed: the confirmation then never re-runs a rung's own
+    run (same start, seed and recipe: the same numbers), which picked the candidate; a list is taken as given."""
+    if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds > 0:
+        return list(range(rung_seed + 1, rung_seed + 1 + seeds))
+    return seeds
+
+
 def _plan_search(args: Mapping[str, Any]) -> tuple[list[Candidate], dict, Schedule, Grid, list[str]]:
     """Steps 1-3 of the module docstring: ``(candidates, costs by label, schedule, grid of survivors, survivors)``."""
     found = candidates(args["attention"], args["where"])
@@ -116,7 +124,7 @@ def _plan_search(args: Mapping[str, Any]) -> tuple[list[Candidate], dict, Schedu
             "weights": None if args["weights"] is None else str(args["weights"]),
             "model": args["model"],
             "recipe": {**recipe, "epochs": schedule.max_epochs},
-            "seeds": args["seeds"],
+            "seeds": confirmation_seeds(args["seeds"], args["seed"]),
             "variants": [c.variant.as_dict() for c in survivors],
             "identity_start": args["identity_start"],
             "trust": args["trust"],

@@ -88,7 +88,9 @@ def verdict_lines(analysis: Analysis | None, chosen: list[str], names: Mapping[s
     return [
         f"The top {len(chosen)} against the control (the base architecture, same start and recipe), {seeds} seeds, "
         f"{analysis.resamples:,} paired bootstrap resamples, Holm-adjusted at α = {analysis.alpha}: "
-        f"[{analysis.folder.name}/report.md]({analysis.folder.name}/report.md).",
+        f"[{analysis.folder.name}/report.md]({analysis.folder.name}/report.md). The candidates were chosen on the same "
+        "validation images, so a selected candidate's gain is an optimistic estimate (the winner's curse); the "
+        "confirmation's seeds differ from the rungs' seed, so no rung run is reused.",
         "",
         *_table(list(VERDICT_COLUMNS), rows),
         *[f"\nWarning: {w}" for w in control_warnings(analysis)],
@@ -171,7 +173,7 @@ def write_search_report(
         "## Ranking after the rungs",
         "",
         *[
-            f"{i + 1}. {r['label']}: rung {r['rung']} ({r['epoch']} epochs), mAP50-95 {r['map50_95']:.4f}"
+            f"{i + 1}. {r['label']}: rung {r['rung']} ({r['epoch']} epoch(s)), mAP50-95 {r['map50_95']:.4f}"
             + (" (confirmed below)" if r["label"] in chosen else "")
             for i, r in enumerate(ranking)
         ],

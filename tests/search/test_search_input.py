@@ -69,3 +69,18 @@ def test_the_cli_prints_bad_input_as_one_line(tmp_path, default_data, capsys):
                  "-o", str(tmp_path / "s")])  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("attnyolo: error: unknown placement 'middle'") and "\n" not in err
+
+
+def test_a_folder_holding_another_search_is_refused_in_one_line(tmp_path):
+    from attnyolo.search.driver import _open
+
+    config = {"arguments": {"attention": ["se"], "top": 3}, "rungs": [1, 3]}
+    _open(tmp_path / "s", config).close()
+    _open(tmp_path / "s", config).close()  # the same search: reopened (resume)
+    with pytest.raises(SearchError) as e:
+        _open(tmp_path / "s", {**config, "rungs": [1, 3, 9]})
+    assert str(e.value).startswith(f"{tmp_path / 's'} holds another search (rungs: stored [1, 3], given [1, 3, 9])")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(SearchError, match="is not empty and holds no search.sqlite"):
+        _open(tmp_path / "other", config)

@@ -203,8 +203,8 @@ def search(
         recipe: Ultralytics training arguments of every run (not ``epochs``: the rungs set it).
         grace, eta, rungs: epochs of the first rung, the reduction factor, the number of rungs (default: what
             ``budget_epochs`` allows, else 3); rung k trains ``grace * eta**k`` epochs.
-        budget_epochs: total epochs over all candidates (the search stops there); budget_hours: wall hours of
-            the rungs of one session (Ray Tune's ``time_budget_s``).
+        budget_epochs: total epochs over all candidates (once reached, no candidate goes past its first rung);
+            budget_hours: wall hours of the rungs of one session (Ray Tune's ``time_budget_s``).
         top, seeds: candidates confirmed, and the confirmation grid's seeds (a count or a list).
         max_params, max_gflops_ratio, max_latency_ratio: cost limits applied before training (see
             :func:`attnyolo.search.costs.limits`).

@@ -25,19 +25,22 @@ TUNE_DIR = "tune"
 
 
 class EpochBudget(tune.Stopper):
-    """Stops the whole search once the epochs reported (trained, or replayed from the store) reach the budget."""
+    """Once the epochs reported (trained, or replayed after a kill) reach the budget, no candidate goes beyond its
+    first rung: each one not yet scored still gets that rung (ASHA runs candidates in order, so stopping the whole
+    search would leave the last ones unscored), and every other is stopped at its next report."""
 
-    def __init__(self, budget_epochs: int | None) -> None:
-        self.budget = budget_epochs
+    def __init__(self, budget_epochs: int | None, grace: int) -> None:
+        self.budget, self.grace = budget_epochs, grace
         self.seen: set[tuple[str, int]] = set()
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        if EPOCH in result:
-            self.seen.add((trial_id, int(result[EPOCH])))
-        return False
+        if EPOCH not in result or self.budget is None:
+            return False
+        self.seen.add((trial_id, int(result[EPOCH])))
+        return len(self.seen) >= self.budget and int(result[EPOCH]) >= self.grace
 
     def stop_all(self) -> bool:
-        return self.budget is not None and len(self.seen) >= self.budget
+        return False
 
 
 class RungRecorder(tune.Callback):
@@ -98,7 +101,7 @@ def run_rungs(
         run_config=tune.RunConfig(
             name=_session_dir(store.folder),
             storage_path=str((store.folder / TUNE_DIR).resolve()),
-            stop=EpochBudget(budget_epochs),
+            stop=EpochBudget(budget_epochs, schedule.grace),
             callbacks=[RungRecorder(store.folder, schedule)],
             verbose=0,
             # a failed trial (one candidate's error) must not end the search; its rungs so far stay recorded

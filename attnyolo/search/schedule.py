@@ -7,8 +7,8 @@ is the longest training a candidate gets.
 
 A budget in epochs picks the number of rungs: the most rungs whose successive-halving plan (every candidate the
 first rung, ``ceil(n / eta^k)`` of them each later rung) fits the budget. ASHA is asynchronous, so early
-candidates may go further than that plan; :class:`attnyolo.search.rungs.EpochBudget` stops the search when the
-epochs trained reach the budget, whatever the order.
+candidates may go further than that plan; once the epochs trained reach the budget,
+:class:`attnyolo.search.rungs.EpochBudget` lets no candidate go beyond its first rung, whatever the order.
 """
 
 from __future__ import annotations

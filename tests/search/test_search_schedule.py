@@ -55,14 +55,19 @@ def test_halving_with_eta_3(local_ray, tmp_path):
     assert run_fake(tmp_path / "s", scores, schedule) == {"a": [1, 3], "b": [1], "c": [1, 3], "d": [1]}
 
 
-def test_the_epoch_budget_stops_the_search(local_ray, tmp_path):
+def test_the_epoch_budget_lets_no_candidate_past_its_first_rung(local_ray, tmp_path):
     # 4 candidates, rungs 1, 2: the plan is 4 x 1 + 2 x 1 = 6 epochs; a budget of 5 cannot hold two rungs, so
-    # plan() gives one; an explicit two-rung schedule under that budget stops once 5 epochs were reported
+    # plan() gives one
     assert plan(4, grace=1, eta=2, budget_epochs=5).rungs == (1,)
     assert plan(4, grace=1, eta=2, budget_epochs=6).rungs == (1, 2)
-    scores = {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6}
-    reached = run_fake(tmp_path / "s", scores, plan(4, grace=1, eta=2, rung_count=2), budget_epochs=3)
-    assert reached["a"] == [1, 2] and reached["b"] == [1] and reached["d"] == []
+    # rising scores: without a budget ASHA lets each go on (each beats the median of those before it) ...
+    scores = {"a": 0.6, "b": 0.7, "c": 0.8, "d": 0.9}
+    schedule = plan(4, grace=1, eta=2, rung_count=2)
+    assert run_fake(tmp_path / "free", scores, schedule) == {k: [1, 2] for k in scores}
+    # ... with a budget of 3 epochs, a takes 2 and b's first reaches 3: b, c and d get their first rung only
+    reached = run_fake(tmp_path / "budget", scores, schedule, budget_epochs=3)
+    assert reached == {"a": [1, 2], "b": [1], "c": [1], "d": [1]}
+    assert len((tmp_path / "budget" / "trained.log").read_text().split()) == 2 * 5  # 5 epochs trained
 
 
 def test_planned_epochs_by_hand():

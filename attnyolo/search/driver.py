@@ -20,7 +20,6 @@ keeps its finished runs.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -321,12 +320,3 @@ def _confirm(
     ).close()  # fmt: skip
     analysis, _, _ = write_report(folder / CONFIRM, resamples=resamples, gallery=0, progress=None)
     return analysis
-
-
-def budget_note(schedule: Schedule, n: int) -> str:
-    """The plan in one line: rungs, epochs each, and the successive-halving total over ``n`` candidates."""
-    kept = [math.ceil(n / schedule.eta**k) for k in range(len(schedule.rungs))]
-    return (
-        f"rungs at epochs {list(schedule.rungs)} (eta {schedule.eta}); planned candidates per rung {kept}, "
-        f"{schedule.planned_epochs(n)} epochs if every rung kept exactly 1/eta"
-    )

@@ -7,6 +7,7 @@ next to every number drawn from them, and draws no conclusion from them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,8 @@ def write_search_report(
         "",
         f"Cost limits: {_limits(args)}; {len(pruned)} of {len(candidates)} candidates pruned before training.",
         "",
+        plan_line(schedule, len(candidates) - len(pruned), ranking),
+        "",
         *_table(
             ["rung", "epochs", "candidates scored", "kept (went on)"],
             [[k, e, n, "-" if kept is None else kept] for k, (e, n, kept) in enumerate(rung_counts(rows, schedule))],
@@ -185,6 +188,17 @@ def write_search_report(
     path = folder / REPORT
     write_atomically(path, lambda tmp: tmp.write_text("\n".join(lines)))
     return path
+
+
+def plan_line(schedule: Schedule, n: int, ranking: list[dict]) -> str:
+    """The successive-halving plan over ``n`` candidates next to what ASHA trained (each candidate up to its furthest
+    rung; ASHA is asynchronous, so the candidates that come first may go further than the plan)."""
+    kept = [math.ceil(n / schedule.eta**k) for k in range(len(schedule.rungs))]
+    trained = sum(r["epoch"] for r in ranking)
+    return (
+        f"Plan: candidates per rung {kept} if every rung kept exactly 1/η ({schedule.planned_epochs(n)} epochs); "
+        f"trained: {trained} epochs up to the furthest rungs."
+    )
 
 
 def _score(value: float | None) -> str:

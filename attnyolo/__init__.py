@@ -17,6 +17,7 @@ from attnyolo.finetune import FinetuneResult, finetune  # noqa: E402
 from attnyolo.graph import IndexMap, dump, index_map, insert, load, register, remove, replace  # noqa: E402
 from attnyolo.hosts.build import build  # noqa: E402  (Ultralytics, or YOLOv5's Model for an original YAML)
 from attnyolo.registry import ModuleSpec, available, create, describe  # noqa: E402
+from attnyolo.search import search  # noqa: E402  (the function; Ray Tune is imported when it runs)
 from attnyolo.weights import TransferReport, transfer  # noqa: E402
 
 register()
@@ -43,5 +44,6 @@ __all__ = [
     "remove",
     "replace",
     "save_safetensors",
+    "search",
     "transfer",
 ]

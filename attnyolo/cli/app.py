@@ -92,9 +92,9 @@ def data_check(data: str = typer.Argument(..., help="An Ultralytics data YAML (P
 
 def _register_command_groups() -> None:
     # One file per command group in this package; each adds its commands with register_commands(app).
-    from attnyolo.cli import ablate, demo, insert, report, viz, weights, yolov5, zoo
+    from attnyolo.cli import ablate, demo, insert, report, search, viz, weights, yolov5, zoo
 
-    for group in (zoo, insert, weights, ablate, report, demo, viz, yolov5):
+    for group in (zoo, insert, weights, ablate, search, report, demo, viz, yolov5):
         group.register_commands(app)
 
 

@@ -1,0 +1,128 @@
+"""The Ray Tune trainable of a search: one candidate's attnyolo run, reporting mAP50-95 after every epoch.
+
+The run is the grid runner's (:mod:`attnyolo.experiments.runner`): the same start model (the base checkpoint
+transferred through the index map, identity start, the grid's freezing and attention recipe, the γ log), trained by
+Ultralytics for the last rung's epochs into ``SEARCH_DIR/runs/<candidate>``. After each epoch Ultralytics validates
+(``trainer.metrics``); an ``on_fit_epoch_end`` callback reports that mAP50-95 to Ray Tune, whose ASHA scheduler stops
+the trial at a rung where the candidate falls behind. Ultralytics' learning-rate schedule spans the last rung's
+epochs for every candidate, so a rung's score is the same point of the same schedule for all of them.
+
+Resume after a kill: a run folder whose ``weights/last.pt`` holds finished epochs is not trained again. Its epochs
+are replayed to Ray Tune from ``results.csv`` (the scores Ultralytics validated then), so ASHA sees the same reports
+and makes its decisions again, and training, if ASHA lets the candidate go on, continues from ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray import tune
+
+from attnyolo.data.check import check_data
+from attnyolo.experiments.grid import Variant, attention_recipe, resolve
+from attnyolo.experiments.runner import _read_csv, configured_yolo, save_start, start_file, start_model
+from attnyolo.search.schedule import EPOCH, METRIC
+
+RUNS = "runs"
+MAP_KEY = "metrics/mAP50-95(B)"
+MAP50_KEY = "metrics/mAP50(B)"
+"""Ultralytics' names of the per-epoch validation metrics in ``trainer.metrics`` and ``results.csv``."""
+
+
+def finished_epochs(run_dir: Path) -> int:
+    """How many epochs of the run in ``run_dir`` are done for good (0: none, start afresh).
+
+    ``last.pt`` with an optimizer was written after epoch ``epoch`` (0-based) and can continue; Ultralytics strips the
+    optimizer (and sets ``epoch = -1``) when training ended, and then every epoch in ``results.csv`` is done.
+    """
+    last = run_dir / "weights" / "last.pt"
+    if not last.is_file():
+        return 0
+    try:
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)  # this run's own file, written by us
+    except Exception:  # a file cut short by the kill: start the run again
+        return 0
+    if ckpt.get("optimizer") is not None and int(ckpt.get("epoch", -1)) >= 0:
+        return int(ckpt["epoch"]) + 1
+    return max((int(r["epoch"]) for r in epoch_rows(run_dir)), default=0)
+
+
+def epoch_rows(run_dir: Path) -> list[dict]:
+    """``results.csv``'s rows, the later row of an epoch done twice winning (a kill between its csv and last.pt)."""
+    rows = {int(r["epoch"]): r for r in _read_csv(run_dir / "results.csv") if isinstance(r.get("epoch"), int)}
+    return [rows[e] for e in sorted(rows)]
+
+
+def report(epoch: int, map50_95: float, map50: float | None, replayed: bool) -> None:
+    score = float(map50_95)
+    tune.report({EPOCH: int(epoch), METRIC: 0.0 if math.isnan(score) else score, "map50": map50, "replayed": replayed})
+
+
+def train_candidate(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable. ``config``: ``label`` (the candidate), ``search_dir``, ``grid`` (the resolved
+    grid config whose ``recipe.epochs`` is the last rung), ``variants`` (label -> variant dict), ``seed``,
+    ``threads``."""
+    if config.get("threads"):
+        torch.set_num_threads(int(config["threads"]))
+    label = config["label"]
+    grid = resolve(config["grid"], check=False)
+    max_epochs = int(grid.recipe["epochs"])
+    runs_dir = Path(config["search_dir"]) / RUNS
+    run_dir = runs_dir / label
+
+    done = finished_epochs(run_dir)
+    for row in epoch_rows(run_dir):
+        if row["epoch"] <= done:
+            report(row["epoch"], row[MAP_KEY], row.get(MAP50_KEY), replayed=True)
+    if done >= max_epochs:
+        return
+
+    info = check_data(grid.data)
+    start = start_model(grid, Variant(**config["variants"][label]), int(config["seed"]), int(info["nc"]), info["names"])
+    schedule = {"freeze_epochs": grid.freeze_epochs, "recipe": attention_recipe(grid), "epochs": max_epochs}
+    start_pt = start_file(runs_dir, label)
+    try:
+        if done:
+            yolo = configured_yolo(run_dir / "weights" / "last.pt", start, label, resumed=True, **schedule)
+            _add_report_callback(yolo)
+            yolo.train(resume=True)
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)  # a run killed before its first epoch: start it again
+            runs_dir.mkdir(parents=True, exist_ok=True)
+            save_start(start.model, start_pt, grid.data, {"base": grid.weights or grid.model, "run_id": label})
+            yolo = configured_yolo(start_pt, start, label, **schedule)
+            _add_report_callback(yolo)
+            yolo.train(
+                data=grid.data,
+                seed=int(config["seed"]),
+                project=str(runs_dir),
+                name=label,
+                exist_ok=True,
+                **grid.recipe,
+            )
+    finally:
+        start_pt.unlink(missing_ok=True)
+
+
+ULTRALYTICS_RAYTUNE = "ultralytics.utils.callbacks.raytune"
+"""Ultralytics' own Ray Tune integration (on while its ``raytune`` setting is true): it reports every epoch too, with
+other keys, which would give ASHA two results per epoch. The trainer drops it; this trainable reports instead."""
+
+
+def _add_report_callback(yolo: Any) -> None:
+    def drop_ultralytics_report(trainer: Any) -> None:
+        trainer.callbacks["on_fit_epoch_end"] = [
+            c for c in trainer.callbacks["on_fit_epoch_end"] if getattr(c, "__module__", "") != ULTRALYTICS_RAYTUNE
+        ]
+
+    def on_fit_epoch_end(trainer: Any) -> None:
+        # after Ultralytics validated the epoch and saved last.pt: a kill from here on loses nothing of this epoch
+        metrics = trainer.metrics or {}
+        report(int(trainer.epoch) + 1, metrics.get(MAP_KEY, float("nan")), metrics.get(MAP50_KEY), replayed=False)
+
+    yolo.add_callback("on_pretrain_routine_start", drop_ultralytics_report)
+    yolo.add_callback("on_fit_epoch_end", on_fit_epoch_end)

@@ -21,6 +21,7 @@ def demo_command(
     out: Path | None = typer.Option(None, "--out", "-o", help="Grid folder (default runs/attnyolo/demo[-quick])."),
     seeds: int | None = typer.Option(None, "--seeds", help="Seeds per variant (default 2; --quick: 1)."),
     resamples: int = typer.Option(10_000, "--resamples", help="Bootstrap resamples of the verdicts."),
+    workers: int | None = typer.Option(None, "--workers", help="Runs at once (default: one per core, at most 4)."),
 ) -> None:
     """Fine-tune the shipped base with attention in the neck and backbone, and say what helps, at what cost.
 
@@ -37,7 +38,16 @@ def demo_command(
             raise DemoError("give the data once: --data PATH or data=PATH")
         data = Path(str(yolo_args.pop("data")))
     try:
-        run_demo(data, quick=quick, out=out, seeds=seeds, resamples=resamples, console=make_console(), **yolo_args)
+        run_demo(
+            data,
+            quick=quick,
+            out=out,
+            seeds=seeds,
+            resamples=resamples,
+            workers=workers,
+            console=make_console(),
+            **yolo_args,
+        )
     except GridInterrupted as e:  # Ctrl-C: one line, what was kept and how to go on (typer would exit silently)
         typer.echo(f"attnyolo: {e}", err=True)
         raise typer.Exit(130) from None

@@ -12,6 +12,7 @@ from attnyolo.experiments.demo import (
     DEMO_ATTENTION_RECIPE,
     DEMO_RECIPE,
     DEMO_VARIANTS,
+    MAX_DEMO_WORKERS,
     POSITIVE_CONTROL,
     DemoError,
     data_label,
@@ -89,6 +90,29 @@ def test_demo_resume_command_repeats_the_demo_arguments():
         == "attnyolo demo --quick --out 'runs/x y' epochs=3"
     )
     assert demo_command("my.yaml", False, "g", 3, {}) == "attnyolo demo --data my.yaml --out g --seeds 3"
+    assert demo_command(None, False, "g", None, {}, workers=1) == "attnyolo demo --out g --workers 1"
+
+
+def test_demo_runs_side_by_side_by_default_and_refuses_zero_workers(tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(
+        "attnyolo.experiments.ablate",
+        lambda grid, **kw: calls.append(kw) or (_ for _ in ()).throw(DemoError("stop here")),
+    )
+    monkeypatch.setattr("attnyolo.experiments.demo.cores", lambda: 2)
+    assert main(["demo", "--out", str(tmp_path / "g")]) == 2
+    assert calls[-1]["workers"] == 2  # one run per core on 2 cores
+    monkeypatch.setattr("attnyolo.experiments.demo.cores", lambda: 64)
+    assert main(["demo", "--out", str(tmp_path / "g")]) == 2
+    assert calls[-1]["workers"] == MAX_DEMO_WORKERS
+    assert main(["demo", "--out", str(tmp_path / "g"), "--workers", "1"]) == 2
+    assert calls[-1]["workers"] == 1
+    capsys.readouterr()
+    monkeypatch.undo()
+    assert main(["demo", "--out", str(tmp_path / "h"), "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--workers must be an integer >= 1, got 0" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "h").exists()  # refused before anything is written
 
 
 @pytest.mark.slow

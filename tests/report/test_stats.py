@@ -149,6 +149,20 @@ def test_seed_pairs_are_resampled():
         stats.paired_bootstrap(runs[:2], runs[2:3])
 
 
+def test_bootstrap_values_do_not_depend_on_the_thread_count():
+    rng = np.random.default_rng(8)
+    runs = [toy(rng, n_img=12) for _ in range(6)]
+    variants = {"a": runs[:2], "b": runs[2:4]}
+    one = stats.bootstrap(variants, runs[4:], resamples=300, seed=3, threads=1)
+    many = stats.bootstrap(variants, runs[4:], resamples=300, seed=3, threads=4)
+    for x, y in zip(one, many, strict=True):
+        assert (x.variant, x.delta, x.p_value) == (y.variant, y.delta, y.p_value)
+        np.testing.assert_array_equal(x.deltas, y.deltas)
+    # and each comparison equals the variant bootstrapped alone (same draws: same seed, same first variant)
+    alone = stats.bootstrap({"a": runs[:2]}, runs[4:], resamples=300, seed=3, threads=1)[0]
+    np.testing.assert_array_equal(alone.deltas, one[0].deltas)
+
+
 def test_holm_hand_checked():
     # sorted p: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> running max 0.06
     np.testing.assert_allclose(stats.holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])

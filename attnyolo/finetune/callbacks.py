@@ -323,6 +323,19 @@ def report_writer(report: TransferReport) -> Callable[[Any], None]:
 # ------------------------------------------------------------------------------------------------- all of them
 
 
+ULTRALYTICS_RAYTUNE = "ultralytics.utils.callbacks.raytune"
+"""Ultralytics' own Ray Tune integration, on whenever ``ray.tune`` imports (its ``raytune`` setting is true by
+default): it asks Ray for a Tune session after every epoch (a UserWarning outside one) and reports Ultralytics' keys
+inside one. attnyolo's runs drop it; ``attnyolo search`` reports its own keys instead."""
+
+
+def drop_ultralytics_raytune(trainer: Any) -> None:
+    """Trainer callback (``on_pretrain_routine_start``): remove Ultralytics' Ray Tune reporting from the trainer."""
+    trainer.callbacks["on_fit_epoch_end"] = [
+        c for c in trainer.callbacks["on_fit_epoch_end"] if getattr(c, "__module__", "") != ULTRALYTICS_RAYTUNE
+    ]
+
+
 def add_run_callbacks(
     yolo: Any,
     start: Any,
@@ -349,6 +362,7 @@ def add_run_callbacks(
             fits).
     """
     logger = add_gamma_logging(yolo)
+    yolo.add_callback("on_pretrain_routine_start", drop_ultralytics_raytune)
     if not resumed and start_pt is not None:
         yolo.add_callback("on_pretrain_routine_start", keep_start(start_pt))
     add_gamma_optimiser(yolo)  # gamma: no weight decay, its own learning rate (measured defaults)

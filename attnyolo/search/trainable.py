@@ -108,21 +108,12 @@ def train_candidate(config: dict[str, Any]) -> None:
         start_pt.unlink(missing_ok=True)
 
 
-ULTRALYTICS_RAYTUNE = "ultralytics.utils.callbacks.raytune"
-"""Ultralytics' own Ray Tune integration (on while its ``raytune`` setting is true): it reports every epoch too, with
-other keys, which would give ASHA two results per epoch. The trainer drops it; this trainable reports instead."""
-
-
 def _add_report_callback(yolo: Any) -> None:
-    def drop_ultralytics_report(trainer: Any) -> None:
-        trainer.callbacks["on_fit_epoch_end"] = [
-            c for c in trainer.callbacks["on_fit_epoch_end"] if getattr(c, "__module__", "") != ULTRALYTICS_RAYTUNE
-        ]
-
+    # Ultralytics' own Ray Tune report is dropped by add_run_callbacks (drop_ultralytics_raytune): it would give
+    # ASHA a second result per epoch, with other keys
     def on_fit_epoch_end(trainer: Any) -> None:
         # after Ultralytics validated the epoch and saved last.pt: a kill from here on loses nothing of this epoch
         metrics = trainer.metrics or {}
         report(int(trainer.epoch) + 1, metrics.get(MAP_KEY, float("nan")), metrics.get(MAP50_KEY), replayed=False)
 
-    yolo.add_callback("on_pretrain_routine_start", drop_ultralytics_report)
     yolo.add_callback("on_fit_epoch_end", on_fit_epoch_end)

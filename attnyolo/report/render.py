@@ -198,9 +198,10 @@ def markdown(a: Analysis, figure_dir: str, stems: list[str], notes: list[str] = 
     return "\n".join(lines)
 
 
-_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1150px;color:#222}
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1400px;color:#222}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:4px 7px;text-align:right}
-td:first-child,th:first-child,td:nth-child(2),td:nth-child(10){text-align:left}
+td:first-child,th:first-child,td:nth-child(2),th:nth-child(2),td:nth-child(10),th:nth-child(10){text-align:left}
+td:nth-child(8),td:nth-child(9),td:nth-child(12){white-space:nowrap}td:nth-child(10){min-width:14em}
 tr.better td{background:#e6f5e6}tr.worse td{background:#fbe4e4}tr.reference td{font-weight:bold}
 figure{margin:1.5em 0}figcaption{font-size:13px;color:#555;max-width:900px}img{max-width:100%}
 .warning{background:#fff3cd;border:1px solid #e0b000;padding:8px 12px}

@@ -102,3 +102,16 @@ def wait_until_training(folder: Path, proc: subprocess.Popen, timeout: float = 2
                 return run_id
         time.sleep(0.05)
     raise AssertionError("no run was training in time")
+
+
+def tiny_grid(data) -> dict:
+    """Baseline + 2 variants (se, eca in the neck) x 2 seeds x 1 epoch at 64 px on half of the embedded data."""
+    return {
+        "data": str(data),
+        "model": "yolov8n.yaml",
+        "attention": ["se", "eca"],
+        "where": "neck",
+        "seeds": 2,
+        "recipe": {"epochs": 1, "imgsz": 64, "batch": 16, "workers": 0, "device": "cpu", "plots": False,
+                   "fraction": 0.5},
+    }  # fmt: skip

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_grid
+from grid_helpers import tiny_grid
 
 from attnyolo.cli import main
 from attnyolo.experiments.store import ResultsStore

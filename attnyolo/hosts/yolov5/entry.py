@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -124,8 +124,10 @@ class GammaLog:
             writer.writerows(self.rows)
 
 
-def _callbacks(code: YOLOv5Code, save_dir: Path, trust: bool) -> Any:
+def _callbacks(code: YOLOv5Code, save_dir: Path, trust: bool, extra: Mapping[str, Callable] | None = None) -> Any:
     callbacks = code.module("utils.callbacks").Callbacks()
+    for hook, action in (extra or {}).items():  # the caller's own (the grid's progress, the final validation)
+        callbacks.register_action(hook, "attnyolo_caller", action)
     log = GammaLog(save_dir)
     callbacks.register_action("on_train_batch_end", "attnyolo_gamma", log.on_train_batch_end)
     callbacks.register_action("on_fit_epoch_end", "attnyolo_gamma", log.on_fit_epoch_end)
@@ -153,6 +155,7 @@ def train(
     weights: str | os.PathLike = "",
     yolov5: str | os.PathLike | None = None,
     trust: bool = False,
+    callbacks: Mapping[str, Callable] | None = None,
     **options: Any,
 ) -> Path:
     """Train with YOLOv5's own ``train.py`` (``main(opt, callbacks)``); returns the run folder.
@@ -163,6 +166,7 @@ def train(
         weights: a start checkpoint (``attnyolo transfer`` writes one); vetted before YOLOv5 loads it.
         yolov5: a v7.0 clone folder (default ``$ATTNYOLO_YOLOV5``, else the installed package).
         trust: full pickle loads for this run (only for checkpoints you trust).
+        callbacks: more YOLOv5 callbacks, hook name -> action (``{"on_train_end": f}``), beside attnyolo's own.
         options: any other ``train.py`` option by its attribute name (``epochs=1, imgsz=128, batch_size=4,
             device="cpu", workers=0, project=..., name=..., exist_ok=True, hyp=...``).
 
@@ -184,7 +188,7 @@ def train(
     opt.exist_ok = True  # main() computes the same folder: keep it (it exists once this run starts writing)
     opt.name, opt.project = save_dir.name, str(save_dir.parent)
     _wrap_optimizer(module)
-    module.main(opt, _callbacks(code, save_dir, trust))
+    module.main(opt, _callbacks(code, save_dir, trust, callbacks))
     return save_dir
 
 

@@ -5,8 +5,10 @@
     attnyolo ablate --weights base.pt --data data.yaml -a se,cbam,simam --seeds 2 -o runs/ablate epochs=10 imgsz=320
     attnyolo ablate grid.yaml -o runs/ablate          # the same grid from a YAML file
     attnyolo ablate -o runs/ablate --resume           # continue the folder's own grid.yaml
+    attnyolo ablate --host yolov5 --weights yolov5n.pt --data data.yaml -a se -o runs/v5 epochs=1 imgsz=64
 
-Extra ``key=value`` arguments are Ultralytics training arguments (the recipe shared by every run).
+Extra ``key=value`` arguments are the host's training arguments (the recipe shared by every run): Ultralytics'
+(``batch=8``), or with ``--host yolov5`` YOLOv5 ``train.py``'s (``batch_size=8``).
 """
 
 from __future__ import annotations
@@ -105,6 +107,12 @@ def ablate_command(
         None, "--identity-start/--no-identity-start", help="Start each inserted layer as the identity (default on)."
     ),
     trust: bool | None = typer.Option(None, "--trust-checkpoint", help="Full pickle load of the base checkpoint."),
+    host: str | None = typer.Option(
+        None, "--host", help="ultralytics (default) or yolov5: the original YOLOv5 v7.0 and its train.py."
+    ),
+    yolov5: Path | None = typer.Option(
+        None, "--yolov5", help="--host yolov5: a v7.0 clone (default: $ATTNYOLO_YOLOV5, else the yolov5 package)."
+    ),
 ) -> None:
     """Run a grid: baseline + attention x placement x hyper-parameters, x seeds, one Ultralytics recipe.
 
@@ -129,6 +137,8 @@ def ablate_command(
         "data": None if data is None else str(data),
         "identity_start": identity_start,
         "trust": trust,
+        "host": host,
+        "yolov5": None if yolov5 is None else str(yolov5),
     }
     options = {k: v for k, v in options.items() if v is not None}
     if recipe:

@@ -92,5 +92,5 @@ def per_class_ap(code: YOLOv5Code, stats: dict[str, np.ndarray]) -> dict[int, fl
     if not len(stats["target_cls"]):
         return {}
     ap_per_class = code.module("utils.metrics").ap_per_class
-    *_, ap, classes = ap_per_class(stats["tp"], stats["conf"], stats["pred_cls"], stats["target_cls"])
+    *_, ap, classes = ap_per_class(stats["tp"], stats["conf"], stats["pred_cls"], stats["target_cls"], names={})
     return {int(c): float(ap[i].mean()) for i, c in enumerate(classes)}

@@ -134,7 +134,11 @@ def source_lines(a: Analysis) -> list[str]:
     """Where the table's and the curves' numbers come from, and the command that reproduces each run's."""
     commands = val_commands(a)
     if host_of(a) == "yolov5":
-        lines = [YOLOV5_SOURCES[0], f"Run inside {a.folder}, the command of a run prints its numbers again:"]
+        lines = [
+            YOLOV5_SOURCES[0],
+            f"Run inside {a.folder}, the command of a run prints its numbers again (on a GPU; on the CPU YOLOv5's "
+            "val.py keeps the fused weights in fp32 where train.py rounds them to fp16, so the last digits differ):",
+        ]
         lines += [f"{run_id}: `{command}`" if command else f"{run_id}: not recorded" for run_id, command in commands]
         return [*lines, YOLOV5_SOURCES[1]]
     lines = [

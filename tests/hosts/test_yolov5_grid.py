@@ -118,6 +118,8 @@ def test_tiny_grid_on_yolov5(tmp_path, default_data, base3):
     store.close()
     assert not failed, [r["error"] for r in failed]
     assert sorted(r["run_id"] for r in done) == ["baseline-s0", "se@neck-s0"]
+    # YOLOv5's deterministic seeding, in warn-only mode (SE's pooling has no deterministic CUDA backward)
+    assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
     assert grid["config"]["host"] == "yolov5"
 
     ap_per_class = code().module("utils.metrics").ap_per_class

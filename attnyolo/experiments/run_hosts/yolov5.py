@@ -6,8 +6,11 @@ gamma log and gamma in the optimiser), best.pt validated by YOLOv5's own ``val.p
 How it differs from the Ultralytics host (the report names the host):
 
 - **Numbers.** The stored metrics are YOLOv5's final validation of ``best.pt`` (``Validating best.pt...``),
-  repeated with its settings: twice the training batch, ``rect`` batches, fp16 on a GPU, NMS IoU 0.60 (YOLOv5
-  uses 0.65 for COCO's own val2017 only). ``results.csv`` keeps YOLOv5's columns; the store's epoch rows rename
+  repeated as train.py makes it (:func:`.yolov5_valstats.collect`): twice the training batch, ``rect`` batches, the
+  fused weights rounded to fp16, NMS IoU 0.60 (0.65 for COCO's own val2017 only). The recorded command
+  (``attnyolo yolov5 val``) prints the same numbers on a GPU; on the CPU YOLOv5's ``val.py`` keeps the fused weights
+  in fp32, so its last digits differ (measured at imgsz 64 after 1 epoch: 0.000458190 stored, 0.000458328 by
+  ``val.py``). ``results.csv`` keeps YOLOv5's columns; the store's epoch rows rename
   the shared ones to Ultralytics' names (``epoch`` 1-based, ``metrics/mAP50-95(B)``...) so the report's curves read
   both hosts. YOLOv5 logs no time per epoch: ``train_seconds`` is the wall time of the training call.
 - **Not supported** (refused when the grid is read): the attention warm-up (``attention_recipe``) and
@@ -151,7 +154,7 @@ class YOLOv5GridHost(YOLOv5Host):
             "half": True,  # train.py validates best.pt in half precision (val.run keeps fp32 on the CPU)
             "single_cls": bool(opt.get("single_cls", False)),
             "device": str(opt.get("device", "")),
-            "workers": int(opt.get("workers", 8)),
+            "workers": int(opt.get("workers", 8)) * 2,  # train.py's validation loader (no effect on a number)
         }
         return TrainedRun(
             save_dir=Path(save_dir),
@@ -168,9 +171,7 @@ class YOLOv5GridHost(YOLOv5Host):
     ) -> tuple[dict, dict[str, Any]]:
         code = self._code()
         names = dict(check_data(data)["names"])
-        stats, results = yolov5_valstats.collect(
-            code, best, data, names, yolov5=self.yolov5, imgsz=imgsz, verbose=False, **settings
-        )
+        stats, results = yolov5_valstats.collect(code, best, data, names, imgsz=imgsz, **settings)
         mp, mr, map50, map_ = (float(v) for v in results[0][:4])
         per_class = yolov5_valstats.per_class_ap(code, stats)
         return stats, {"precision": mp, "recall": mr, "mAP50": map50, "mAP50-95": map_, "per_class": per_class}
@@ -183,7 +184,7 @@ class YOLOv5GridHost(YOLOv5Host):
         args = [f"--weights {best}", f"--data {data}"]
         if self.yolov5 is not None:
             args.append(f"--yolov5 {self.yolov5}")
-        args += [f"imgsz={imgsz}", f"batch_size={settings['batch_size']}", "half=true"]
+        args += [f"imgsz={imgsz}", f"batch_size={settings['batch_size']}", f"half={str(settings['half']).lower()}"]
         if settings.get("single_cls"):
             args.append("single_cls=true")
         if settings.get("device"):

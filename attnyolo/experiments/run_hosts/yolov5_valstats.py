@@ -67,20 +67,53 @@ def collect(
     data: str | os.PathLike,
     names: dict[int, str],
     *,
-    yolov5: str | os.PathLike | None = None,
-    **val_options: Any,
+    imgsz: int,
+    batch_size: int,
+    device: str = "",
+    single_cls: bool = False,
+    workers: int = 0,
+    half: bool = True,
 ) -> tuple[dict[str, np.ndarray], Any]:
-    """Validate ``weights`` with YOLOv5's ``val.run`` (:func:`attnyolo.hosts.yolov5.entry.val`); keep the per-image
-    statistics. Returns ``(stats, results)``: the arrays of ``val_stats.npz`` and what ``val.run`` returned."""
+    """Validate ``weights`` as YOLOv5's ``train.py`` validates ``best.pt`` at the end of training; keep the per-image
+    statistics. Returns ``(stats, results)``: the arrays of ``val_stats.npz`` and what ``val.run`` returned.
+
+    The call is train.py's own: ``val.run(data_dict, model=attempt_load(best).half(), dataloader=...)`` with its
+    validation loader (``rect``, ``pad=0.5``, the given batch), NMS IoU 0.60 (0.65 for COCO's val2017). Its
+    ``half()`` rounds the fused weights to fp16 even on the CPU (where ``val.run`` casts them back to fp32), which a
+    plain ``val.py --weights best.pt`` does not: on the CPU the two differ in the last digits.
+    """
+    entry.allow_file(weights)  # vetted by attnyolo's safe loader, then torch's weights_only load accepts it
+    data_dict = code.module("utils.general").check_dataset(str(data))
+    model = code.module("models.experimental").attempt_load(
+        str(weights), code.module("utils.torch_utils").select_device(device, batch_size=batch_size)
+    )
+    if half:
+        model = model.half()
+    stride = max(int(model.stride.max()), 32)
+    imgsz = code.module("utils.general").check_img_size(imgsz, stride, floor=stride * 2)  # as train.py
+    loader = code.module("utils.dataloaders").create_dataloader(
+        data_dict["val"], imgsz, batch_size, stride, single_cls, rect=True, rank=-1, workers=workers, pad=0.5,
+        prefix="val: ",
+    )[0]  # fmt: skip
+    coco = isinstance(data_dict.get("val"), str) and data_dict["val"].endswith(f"coco{os.sep}val2017.txt")
     val_module = code.module("val")
     recorder = _Recorder(val_module.process_batch)
     callbacks = code.module("utils.callbacks").Callbacks()
     callbacks.register_action("on_val_batch_end", "attnyolo_stats", recorder.on_val_batch_end)
     val_module.process_batch = recorder.process_batch  # looked up at call time by val.run
     try:
-        with tempfile.TemporaryDirectory(prefix="attnyolo-val-") as tmp:  # val.run makes its folder (runs/val/exp)
-            results = entry.val(
-                weights=weights, data=data, yolov5=yolov5, callbacks=callbacks, project=tmp, name="val", **val_options
+        with tempfile.TemporaryDirectory(prefix="attnyolo-val-") as tmp:
+            results = val_module.run(
+                data_dict,
+                batch_size=batch_size,
+                imgsz=imgsz,
+                model=model,
+                iou_thres=0.65 if coco else 0.60,
+                single_cls=single_cls,
+                dataloader=loader,
+                save_dir=Path(tmp),
+                plots=False,
+                callbacks=callbacks,
             )
     finally:
         val_module.process_batch = recorder.original

@@ -22,6 +22,12 @@
   its no-decay group (:func:`regroup_parameters`), with YOLOv5's learning rate, warm-up and schedule. Unlike the
   Ultralytics host, gamma gets no group of its own (``lr0 * 10`` there): YOLOv5's loggers expect exactly its three
   groups.
+- **Determinism.** ``train.py`` seeds with ``init_seeds(seed + 1, deterministic=True)``, which turns on
+  ``torch.use_deterministic_algorithms(True)``: on a GPU that raises for ops without a deterministic CUDA kernel,
+  among them the backward of ``AdaptiveAvgPool2d`` that most zoo attentions (SE, CBAM, ECA...) use, so every such run
+  would stop at its first step. ``train.init_seeds`` (looked up at call time) is wrapped to keep YOLOv5's seeding
+  and determinism but in warn-only mode (:func:`_wrap_init_seeds`): deterministic wherever torch can be, a warning
+  where it cannot.
 - **Plots** are off by default (``noplots=True`` for train, ``plots=False`` for val): YOLOv5 v7.0 draws labels
   with Pillow's ``FreeTypeFont.getsize``, removed in Pillow 10, so every plot thread fails; pass ``noplots=False``
   / ``plots=True`` with an older Pillow.
@@ -148,6 +154,18 @@ def _wrap_optimizer(train_module: Any) -> None:
     train_module.smart_optimizer = smart_optimizer
 
 
+def _wrap_init_seeds(train_module: Any) -> None:
+    original = getattr(train_module.init_seeds, "__wrapped__", train_module.init_seeds)
+
+    def init_seeds(seed: int = 0, deterministic: bool = False) -> None:
+        original(seed, deterministic=deterministic)
+        if deterministic and torch.are_deterministic_algorithms_enabled():
+            torch.use_deterministic_algorithms(True, warn_only=True)  # see the module docstring: Determinism
+
+    init_seeds.__wrapped__ = original
+    train_module.init_seeds = init_seeds
+
+
 def train(
     *,
     data: str | os.PathLike,
@@ -188,6 +206,7 @@ def train(
     opt.exist_ok = True  # main() computes the same folder: keep it (it exists once this run starts writing)
     opt.name, opt.project = save_dir.name, str(save_dir.parent)
     _wrap_optimizer(module)
+    _wrap_init_seeds(module)
     module.main(opt, _callbacks(code, save_dir, trust, callbacks))
     return save_dir
 

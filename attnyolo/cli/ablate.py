@@ -5,8 +5,10 @@
     attnyolo ablate --weights base.pt --data data.yaml -a se,cbam,simam --seeds 2 -o runs/ablate epochs=10 imgsz=320
     attnyolo ablate grid.yaml -o runs/ablate          # the same grid from a YAML file
     attnyolo ablate -o runs/ablate --resume           # continue the folder's own grid.yaml
+    attnyolo ablate --host yolov5 --weights yolov5n.pt --data data.yaml -a se -o runs/v5 epochs=1 imgsz=64
 
-Extra ``key=value`` arguments are Ultralytics training arguments (the recipe shared by every run). A new grid with
+Extra ``key=value`` arguments are the host's training arguments (the recipe shared by every run): Ultralytics'
+(``batch=8``), or with ``--host yolov5`` YOLOv5 ``train.py``'s (``batch_size=8``). A new Ultralytics grid with
 ``--weights`` fine-tunes under the default attention recipe (``attnyolo.finetune.recipe.default_recipe``; the
 control too); ``--attention-recipe none`` opts out, ``--attention-warmup`` / ``--new-lr-scale`` /
 ``--gamma-lr-scale`` change its knobs. A resumed folder keeps the recipe it was stored with.
@@ -119,6 +121,12 @@ def ablate_command(
     ),
     new_lr_scale: float | None = typer.Option(None, "--new-lr-scale", help="lr0 factor of the new tensors (100)."),
     gamma_lr_scale: float | None = typer.Option(None, "--gamma-lr-scale", help="lr0 factor of gamma (300)."),
+    host: str | None = typer.Option(
+        None, "--host", help="ultralytics (default) or yolov5: the original YOLOv5 v7.0 and its train.py."
+    ),
+    yolov5: Path | None = typer.Option(
+        None, "--yolov5", help="--host yolov5: a v7.0 clone (default: $ATTNYOLO_YOLOV5, else the yolov5 package)."
+    ),
 ) -> None:
     """Run a grid: baseline + attention x placement x hyper-parameters, x seeds, one Ultralytics recipe.
 
@@ -143,6 +151,8 @@ def ablate_command(
         "data": None if data is None else str(data),
         "identity_start": identity_start,
         "trust": trust,
+        "host": host,
+        "yolov5": None if yolov5 is None else str(yolov5),
     }
     options = {k: v for k, v in options.items() if v is not None}
     if recipe:

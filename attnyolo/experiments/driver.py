@@ -23,6 +23,7 @@ from attnyolo.errors import AttnYoloError
 from attnyolo.experiments import executors, ray_executor
 from attnyolo.experiments.grid import Grid, GridError, differences, resolve
 from attnyolo.experiments.progress import GridProgress
+from attnyolo.experiments.run_hosts import DEFAULT_HOST
 from attnyolo.experiments.runner import RunTask, git_rev, grid_class_change, machine, versions
 from attnyolo.experiments.store import DB_NAME, GRID_YAML, ResultsStore, owner_id
 from attnyolo.finetune.recipe import RECIPE_DEFAULT, RECIPE_NONE
@@ -145,10 +146,15 @@ def with_attention_recipe(config: Mapping[str, Any], folder: Path) -> dict:
     A fine-tuning grid (``weights:``) that is new gets ``"default"`` (the engaging recipe,
     :func:`attnyolo.finetune.recipe.default_recipe`); one that continues ``folder``'s stored grid gets the stored
     value, and a grid stored without one (written before the default existed, or with ``none``) goes on without:
-    every run of a grid has the schedule its first runs had. From-scratch grids (``model:``) get none.
+    every run of a grid has the schedule its first runs had. From-scratch grids (``model:``) get none, and so do
+    grids on the YOLOv5 host (the recipe is a set of Ultralytics-trainer callbacks).
     """
     config = dict(config)
-    if "attention_recipe" in config or config.get("weights") is None:
+    if (
+        "attention_recipe" in config
+        or config.get("weights") is None
+        or config.get("host", DEFAULT_HOST) != DEFAULT_HOST
+    ):
         return config
     stored = stored_config(folder)
     config["attention_recipe"] = RECIPE_DEFAULT if stored is None else stored.get("attention_recipe", RECIPE_NONE)

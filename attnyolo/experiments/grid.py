@@ -16,12 +16,18 @@ A grid is data (a dict, the content of ``grid.yaml``)::
     attention_recipe: default         # with weights: the attention recipe (attnyolo.finetune.recipe.Recipe):
                                       # default (the same as not naming it in a new grid), none, or a mapping
                                       # {warmup_epochs: 1, new_lr_scale: 100, gamma_lr_scale: 300}
+    host: ultralytics                 # or yolov5: the original YOLOv5 v7.0 (its YAMLs/checkpoints, its train.py)
+    yolov5: path/to/clone             # host yolov5 only: a v7.0 clone (default $ATTNYOLO_YOLOV5, else the package)
 
 A new grid with ``weights:`` that does not name ``attention_recipe`` gets the default
 (:func:`attnyolo.finetune.recipe.default_recipe`: a 1-epoch attention warm-up when ``recipe.epochs >= 2``, new
 tensors at lr0 x 100, gamma at lr0 x 300), written out into ``grid.yaml``; ``attention_recipe: none`` opts out. A
 folder whose stored grid has no ``attention_recipe`` (written before the default, or with ``none``) resumes
 without one: the schedule its runs were run with. From-scratch grids (``model:``) have no recipe.
+
+``host`` (:mod:`attnyolo.experiments.run_hosts`): which codebase builds, trains and validates every run; with
+``yolov5`` the recipe is YOLOv5 ``train.py`` options (``batch_size``, ``imgsz``...) and ``freeze_epochs`` and
+``attention_recipe`` are refused (Ultralytics-trainer callbacks).
 
 ``load`` (per explicit variant): how the variant gets the base's weights: ``transfer`` (default: attnyolo's
 transfer through the insertion's index map) or ``keys`` (Ultralytics' key matching, as ``yolo train
@@ -44,7 +50,8 @@ from pathlib import Path
 from typing import Any
 
 from attnyolo.errors import AttnYoloError
-from attnyolo.finetune import check_freeze_epochs, check_yolo_args, load_base
+from attnyolo.experiments.run_hosts import DEFAULT_HOST, HOSTS, grid_host
+from attnyolo.finetune import check_freeze_epochs
 from attnyolo.finetune.recipe import (
     RECIPE_DEFAULT,
     RECIPE_FIELDS,
@@ -70,6 +77,8 @@ SCHEMA_KEYS = {
     "weights_sha256",
     "freeze_epochs",
     "attention_recipe",
+    "host",
+    "yolov5",
 }
 # The runner sets these itself: the seed comes from the grid's seeds, the run folder from the grid folder.
 RUNNER_ARGS = {
@@ -135,6 +144,8 @@ class Grid:
     trust: bool = False
     freeze_epochs: int = 0
     attention_recipe: dict = field(default_factory=dict)
+    host: str = DEFAULT_HOST
+    yolov5: str | None = None
 
     def config(self) -> dict:
         # freeze_epochs and attention_recipe only when set, so a grid written before they existed resumes with the
@@ -142,6 +153,10 @@ class Grid:
         freeze = {"freeze_epochs": self.freeze_epochs} if self.freeze_epochs else {}
         if self.attention_recipe:
             freeze["attention_recipe"] = dict(self.attention_recipe)
+        if self.host != DEFAULT_HOST:  # only when set: an Ultralytics grid keeps the config it always had
+            freeze["host"] = self.host
+        if self.yolov5 is not None:
+            freeze["yolov5"] = self.yolov5
         return {
             "data": self.data,
             "model": self.model,
@@ -281,11 +296,28 @@ def _variants(config: Mapping) -> tuple[Variant, ...]:
     return tuple(unique.values())
 
 
-def _check_recipe(recipe: Mapping[str, Any]) -> None:
+def _check_recipe(recipe: Mapping[str, Any], host: Any) -> None:
     for key, why in RUNNER_ARGS.items():
         if key in recipe:
             raise GridError(f"recipe argument {key}= cannot be set in a grid: {why}")
-    check_yolo_args(recipe)
+    host.check_recipe(recipe)
+
+
+def _host(config: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The grid's ``host`` and ``yolov5`` clone folder, checked."""
+    host, clone = config.get("host", DEFAULT_HOST), config.get("yolov5")
+    if host not in HOSTS:
+        raise GridError(f"host must be one of {', '.join(HOSTS)}, got {host!r}")
+    if clone is not None and host != "yolov5":
+        raise GridError(f"yolov5: {clone!r} names a YOLOv5 clone, which only host: yolov5 uses (--host yolov5)")
+    if host == "yolov5":
+        for key in ("freeze_epochs", "attention_recipe"):
+            if config.get(key):
+                raise GridError(
+                    f"{key} is applied by the Ultralytics trainer's callbacks; host yolov5 does not support it: leave "
+                    f"{key} out, or use host ultralytics"
+                )
+    return host, None if clone is None else str(Path(os.path.expanduser(str(clone))).resolve())
 
 
 def where_arg(where: Any) -> tuple[Any, str | None]:
@@ -351,7 +383,8 @@ def resolve(config: Mapping[str, Any], *, check: bool = True) -> Grid:
     recipe = dict(config.get("recipe") or {})
     if not isinstance(config.get("recipe") or {}, Mapping):
         raise GridError(f"recipe must be a mapping of Ultralytics training arguments, got {config.get('recipe')!r}")
-    _check_recipe(recipe)
+    host, clone = _host(config)
+    _check_recipe(recipe, grid_host(host, clone))
     identity_start, trust = config.get("identity_start", True), config.get("trust", False)
     if not isinstance(identity_start, bool) or not isinstance(trust, bool):
         raise GridError("identity_start and trust must be true or false")
@@ -369,12 +402,14 @@ def resolve(config: Mapping[str, Any], *, check: bool = True) -> Grid:
         attention_recipe=_attention_recipe(
             config.get("attention_recipe"), weights, recipe, _freeze_epochs(config.get("freeze_epochs", 0), weights)
         ),
+        host=host,
+        yolov5=clone,
     )
     if check:
         from attnyolo.data.check import check_data
 
         check_data(grid.data)
-        base = load_base(grid.weights, grid.model, trust=grid.trust, user="ablate").cfg
+        base = grid_host(grid.host, grid.yolov5).load_base(grid.weights, grid.model, trust=grid.trust).cfg
         for v in grid.variants[1:]:
             check_variant(base, v, grid.identity_start)
     return grid

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,6 +224,7 @@ def build_start(
     identity_start: bool = True,
     hparams: Mapping[str, Any] | None = None,
     load: str = "transfer",
+    build_model: Callable[..., nn.Module] = build,
 ) -> Start:
     """The model a run starts from.
 
@@ -242,6 +243,8 @@ def build_start(
         load: ``"transfer"`` (attnyolo's transfer through the index map) or ``"keys"``: Ultralytics' key matching,
             as ``yolo train model=EDITED.yaml pretrained=BASE.pt`` loads a community edit (the positive control:
             what it leaves behind is reported, not refused).
+        build_model: builds a model YAML dict (``build_model(cfg, nc=nc)``): Ultralytics' by default, a host's
+            ``build`` for another host (the YOLOv5 host of a grid: :mod:`attnyolo.experiments.run_hosts`).
 
     Raises:
         TransferError: a base tensor that would be left behind; GraphError: a bad placement or hyper-parameter.
@@ -264,8 +267,8 @@ def build_start(
         # the engine may have probed modules while inserting (random draws, cached after the first time in a
         # process): seed again, so the start's own tensors never depend on what this process did before
         seed_all(seed)
-        scratch = build(dict(base.cfg, nc=nc), nc=nc) if base.ckpt is None else None
-        model = scratch if scratch is not None and attention is None else build(cfg, nc=nc)
+        scratch = build_model(dict(base.cfg, nc=nc), nc=nc) if base.ckpt is None else None
+        model = scratch if scratch is not None and attention is None else build_model(cfg, nc=nc)
         if model is not scratch:
             source = base.ckpt if base.ckpt is not None else scratch
             report = load_by_keys(model, source) if load == "keys" else transfer(model, source, imap)

@@ -107,9 +107,40 @@ def _mean_std(value: tuple[float, float], seeds: int) -> str:
     return f"{mean:.4f} ± {std:.4f}" if seeds > 1 else f"{mean:.4f} (1 seed)"
 
 
+def host_of(a: Analysis) -> str:
+    """The detection codebase that trained and validated the grid's runs (``ultralytics`` unless the grid says)."""
+    return str(a.grid.get("config", {}).get("host") or "ultralytics")
+
+
+def _title(a: Analysis) -> str:
+    host = host_of(a)
+    return f"attnyolo report: {a.folder.name}" + ("" if host == "ultralytics" else f" (host: {host})")
+
+
+YOLOV5_SOURCES = [
+    "Table (mAP50, mAP50-95): each run's weights/best.pt validated by YOLOv5 v7.0's own val.py as its train.py "
+    "validates it at the end of training ('Validating best.pt...': twice the training batch, rect batches, fp16 on "
+    "a GPU), so they equal YOLOv5's own final numbers. Δ, its interval and the verdicts are computed from the "
+    "per-image matches of that same validation (val_stats.npz, YOLOv5's process_batch) with the report's AP (COCO "
+    "101-point, as Ultralytics 8 computes it), which differs slightly from YOLOv5 v7.0's AP (v7.0 extends the "
+    "precision envelope from the last recall to recall 1): the direction and size of a difference are the same "
+    "measurement, the absolute numbers of the two definitions are not interchangeable.",
+    "Curves: runs/<run_id>/results.csv, YOLOv5's validation after each epoch of the EMA weights in memory; the "
+    "store renames its columns to Ultralytics' (metrics/mAP_0.5:0.95 -> metrics/mAP50-95(B), epoch counted from 1).",
+]
+
+
 def source_lines(a: Analysis) -> list[str]:
     """Where the table's and the curves' numbers come from, and the command that reproduces each run's."""
     commands = val_commands(a)
+    if host_of(a) == "yolov5":
+        lines = [
+            YOLOV5_SOURCES[0],
+            f"Run inside {a.folder}, the command of a run prints its numbers again (on a GPU; on the CPU YOLOv5's "
+            "val.py keeps the fused weights in fp32 where train.py rounds them to fp16, so the last digits differ):",
+        ]
+        lines += [f"{run_id}: `{command}`" if command else f"{run_id}: not recorded" for run_id, command in commands]
+        return [*lines, YOLOV5_SOURCES[1]]
     lines = [
         "Table (mAP50-95 and the per-image statistics behind Δ and the verdicts): each run's weights/best.pt "
         "validated as Ultralytics' trainer validates it at the end of training (its validation batch, rect "
@@ -137,6 +168,7 @@ def _meta_lines(a: Analysis) -> list[tuple[str, str]]:
     start = config.get("weights") or config.get("model") or "-"
     wall = float(g.get("wall_seconds") or 0.0)
     return [
+        ("host", host_of(a) + (f" (YOLOv5 at {config['yolov5']})" if config.get("yolov5") else "")),
         ("data", str(config.get("data", "-"))),
         ("start", f"{start} (transfer + identity start for every variant)" if config.get("weights") else str(start)),
         ("recipe (shared by every run)", describe(config.get("recipe", {}))),
@@ -178,7 +210,7 @@ def _md_cell(text: str) -> str:
 
 def markdown(a: Analysis, figure_dir: str, stems: list[str], notes: list[str] = ()) -> str:
     """``report.md``: the verdict table, the figures (PNG files beside it), the reproduction details."""
-    lines = [f"# attnyolo report: {a.folder.name}", ""]
+    lines = [f"# {_title(a)}", ""]
     lines += [f"> **Warning:** {w}\n" for w in control_warnings(a)]
     lines += [_summary(a), "", "## Verdicts", ""]
     lines.append("| " + " | ".join(_md_cell(h) for h in HEADERS) + " |")
@@ -224,8 +256,8 @@ def html_page(a: Analysis, figures: dict[str, bytes], notes: list[str] = ()) -> 
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>attnyolo report: {esc(a.folder.name)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>attnyolo report: {esc(a.folder.name)}</h1>",
+        f"<title>{esc(_title(a))}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{esc(_title(a))}</h1>",
         *(f'<p class="warning"><b>Warning:</b> {esc(w)}</p>' for w in control_warnings(a)),
         f"<p>{esc(_summary(a))}</p>",
         "<h2>Verdicts</h2><table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in HEADERS) + "</tr></thead>",

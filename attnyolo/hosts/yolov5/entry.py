@@ -22,6 +22,12 @@
   its no-decay group (:func:`regroup_parameters`), with YOLOv5's learning rate, warm-up and schedule. Unlike the
   Ultralytics host, gamma gets no group of its own (``lr0 * 10`` there): YOLOv5's loggers expect exactly its three
   groups.
+- **Determinism.** ``train.py`` seeds with ``init_seeds(seed + 1, deterministic=True)``, which turns on
+  ``torch.use_deterministic_algorithms(True)``: on a GPU that raises for ops without a deterministic CUDA kernel,
+  among them the backward of ``AdaptiveAvgPool2d`` that most zoo attentions (SE, CBAM, ECA...) use, so every such run
+  would stop at its first step. ``train.init_seeds`` (looked up at call time) is wrapped to keep YOLOv5's seeding
+  and determinism but in warn-only mode (:func:`_wrap_init_seeds`): deterministic wherever torch can be, a warning
+  where it cannot.
 - **Plots** are off by default (``noplots=True`` for train, ``plots=False`` for val): YOLOv5 v7.0 draws labels
   with Pillow's ``FreeTypeFont.getsize``, removed in Pillow 10, so every plot thread fails; pass ``noplots=False``
   / ``plots=True`` with an older Pillow.
@@ -34,7 +40,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -124,8 +130,10 @@ class GammaLog:
             writer.writerows(self.rows)
 
 
-def _callbacks(code: YOLOv5Code, save_dir: Path, trust: bool) -> Any:
+def _callbacks(code: YOLOv5Code, save_dir: Path, trust: bool, extra: Mapping[str, Callable] | None = None) -> Any:
     callbacks = code.module("utils.callbacks").Callbacks()
+    for hook, action in (extra or {}).items():  # the caller's own (the grid's progress, the final validation)
+        callbacks.register_action(hook, "attnyolo_caller", action)
     log = GammaLog(save_dir)
     callbacks.register_action("on_train_batch_end", "attnyolo_gamma", log.on_train_batch_end)
     callbacks.register_action("on_fit_epoch_end", "attnyolo_gamma", log.on_fit_epoch_end)
@@ -146,6 +154,18 @@ def _wrap_optimizer(train_module: Any) -> None:
     train_module.smart_optimizer = smart_optimizer
 
 
+def _wrap_init_seeds(train_module: Any) -> None:
+    original = getattr(train_module.init_seeds, "__wrapped__", train_module.init_seeds)
+
+    def init_seeds(seed: int = 0, deterministic: bool = False) -> None:
+        original(seed, deterministic=deterministic)
+        if deterministic and torch.are_deterministic_algorithms_enabled():
+            torch.use_deterministic_algorithms(True, warn_only=True)  # see the module docstring: Determinism
+
+    init_seeds.__wrapped__ = original
+    train_module.init_seeds = init_seeds
+
+
 def train(
     *,
     data: str | os.PathLike,
@@ -153,6 +173,7 @@ def train(
     weights: str | os.PathLike = "",
     yolov5: str | os.PathLike | None = None,
     trust: bool = False,
+    callbacks: Mapping[str, Callable] | None = None,
     **options: Any,
 ) -> Path:
     """Train with YOLOv5's own ``train.py`` (``main(opt, callbacks)``); returns the run folder.
@@ -163,6 +184,7 @@ def train(
         weights: a start checkpoint (``attnyolo transfer`` writes one); vetted before YOLOv5 loads it.
         yolov5: a v7.0 clone folder (default ``$ATTNYOLO_YOLOV5``, else the installed package).
         trust: full pickle loads for this run (only for checkpoints you trust).
+        callbacks: more YOLOv5 callbacks, hook name -> action (``{"on_train_end": f}``), beside attnyolo's own.
         options: any other ``train.py`` option by its attribute name (``epochs=1, imgsz=128, batch_size=4,
             device="cpu", workers=0, project=..., name=..., exist_ok=True, hyp=...``).
 
@@ -184,7 +206,8 @@ def train(
     opt.exist_ok = True  # main() computes the same folder: keep it (it exists once this run starts writing)
     opt.name, opt.project = save_dir.name, str(save_dir.parent)
     _wrap_optimizer(module)
-    module.main(opt, _callbacks(code, save_dir, trust))
+    _wrap_init_seeds(module)
+    module.main(opt, _callbacks(code, save_dir, trust, callbacks))
     return save_dir
 
 

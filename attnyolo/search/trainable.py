@@ -24,7 +24,8 @@ from ray import tune
 
 from attnyolo.data.check import check_data
 from attnyolo.experiments.grid import Variant, attention_recipe, resolve
-from attnyolo.experiments.runner import _read_csv, configured_yolo, save_start, start_file, start_model
+from attnyolo.experiments.run_hosts.csv_rows import read_csv
+from attnyolo.experiments.runner import configured_yolo, save_start, start_file, start_model
 from attnyolo.search.schedule import EPOCH, METRIC
 
 RUNS = "runs"
@@ -53,7 +54,7 @@ def finished_epochs(run_dir: Path) -> int:
 
 def epoch_rows(run_dir: Path) -> list[dict]:
     """``results.csv``'s rows, the later row of an epoch done twice winning (a kill between its csv and last.pt)."""
-    rows = {int(r["epoch"]): r for r in _read_csv(run_dir / "results.csv") if isinstance(r.get("epoch"), int)}
+    rows = {int(r["epoch"]): r for r in read_csv(run_dir / "results.csv") if isinstance(r.get("epoch"), int)}
     return [rows[e] for e in sorted(rows)]
 
 

@@ -25,7 +25,7 @@ demo: $(STAMP)
 
 # The whole suite. pytest exits 5 when it collected no test: that is a failure here, never a pass.
 test: $(STAMP)
-	@$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/python -m pytest -n 2 --durations=25 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests (exit 5)" >&2; fi; exit $$rc
 
 test-fast: $(STAMP)

@@ -22,7 +22,7 @@ from typing import Any
 
 import typer
 
-from attnyolo.cli.args import parse_hparams, parse_where, parse_yolo_args
+from attnyolo.cli.args import RECIPE_HELP, attention_recipe_option, parse_hparams, parse_where, parse_yolo_args
 from attnyolo.console import make_console
 
 
@@ -110,17 +110,10 @@ def ablate_command(
         None, "--identity-start/--no-identity-start", help="Start each inserted layer as the identity (default on)."
     ),
     trust: bool | None = typer.Option(None, "--trust-checkpoint", help="Full pickle load of the base checkpoint."),
-    attention_recipe: str | None = typer.Option(
-        None,
-        "--attention-recipe",
-        help="With --weights: default (new grids: attention warm-up 1 epoch when epochs >= 2, new tensors at "
-        "lr0 x 100, gamma x 300) or none.",
-    ),
-    attention_warmup: int | None = typer.Option(
-        None, "--attention-warmup", help="Epochs that train only the new tensors first (default: 1 if epochs >= 2)."
-    ),
-    new_lr_scale: float | None = typer.Option(None, "--new-lr-scale", help="lr0 factor of the new tensors (100)."),
-    gamma_lr_scale: float | None = typer.Option(None, "--gamma-lr-scale", help="lr0 factor of gamma (300)."),
+    attention_recipe: str | None = typer.Option(None, "--attention-recipe", help=RECIPE_HELP["attention_recipe"]),
+    attention_warmup: int | None = typer.Option(None, "--attention-warmup", help=RECIPE_HELP["attention_warmup"]),
+    new_lr_scale: float | None = typer.Option(None, "--new-lr-scale", help=RECIPE_HELP["new_lr_scale"]),
+    gamma_lr_scale: float | None = typer.Option(None, "--gamma-lr-scale", help=RECIPE_HELP["gamma_lr_scale"]),
     host: str | None = typer.Option(
         None, "--host", help="ultralytics (default) or yolov5: the original YOLOv5 v7.0 and its train.py."
     ),
@@ -161,16 +154,15 @@ def ablate_command(
 
             recipe = {**(load_grid_yaml(grid).get("recipe") or {}), **recipe}
         options["recipe"] = recipe
-    knobs = {"warmup_epochs": attention_warmup, "new_lr_scale": new_lr_scale, "gamma_lr_scale": gamma_lr_scale}
-    if any(v is not None for v in knobs.values()):  # the default's knobs replaced: written out as a mapping
+    if any(v is not None for v in (attention_warmup, new_lr_scale, gamma_lr_scale)):
         from attnyolo.experiments.driver import load_grid_yaml
-        from attnyolo.finetune.recipe import recipe_with
 
         epochs = (options.get("recipe") or (load_grid_yaml(grid).get("recipe") if grid else None) or {}).get("epochs")
-        chosen = recipe_with(attention_recipe or "default", epochs, **knobs)
-        options["attention_recipe"] = chosen.as_dict() if chosen is not None else "none"
-    elif attention_recipe is not None:
-        options["attention_recipe"] = attention_recipe
+    else:
+        epochs = None
+    chosen = attention_recipe_option(attention_recipe, epochs, attention_warmup, new_lr_scale, gamma_lr_scale)
+    if chosen is not None:
+        options["attention_recipe"] = chosen
     if resume and not (out / DB_NAME).is_file():
         from attnyolo.experiments.grid import GridError
 

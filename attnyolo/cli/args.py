@@ -82,3 +82,27 @@ def parse_where(where: str | None) -> Any:
         return [int(x) for x in where.split(",") if x.strip()]
     except ValueError:
         return where
+
+
+RECIPE_HELP = {
+    "attention_recipe": "With --weights: default (attention warm-up 1 epoch when epochs >= 2, new tensors at "
+    "lr0 x 100, gamma x 300) or none.",
+    "attention_warmup": "Epochs that train only the new tensors first (default: 1 if epochs >= 2).",
+    "new_lr_scale": "lr0 factor of the new tensors (100).",
+    "gamma_lr_scale": "lr0 factor of gamma (300).",
+}
+"""Help of the attention-recipe flags shared by ``ablate`` and ``search``."""
+
+
+def attention_recipe_option(
+    mode: str | None, epochs: Any, warmup: int | None, new_lr_scale: float | None, gamma_lr_scale: float | None
+) -> str | dict | None:
+    """The grid's ``attention_recipe`` from the CLI flags: ``None`` (not given: the grid's own, or the default),
+    ``mode`` as given, or the default (or ``mode``) with the knobs given replaced, written out as a mapping."""
+    knobs = {"warmup_epochs": warmup, "new_lr_scale": new_lr_scale, "gamma_lr_scale": gamma_lr_scale}
+    if all(v is None for v in knobs.values()):
+        return mode
+    from attnyolo.finetune.recipe import recipe_with  # torch: imported only when a knob is given
+
+    chosen = recipe_with(mode or "default", epochs, **knobs)
+    return chosen.as_dict() if chosen is not None else "none"

@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from attnyolo.cli.args import parse_hparams, parse_yolo_args
+from attnyolo.cli.args import RECIPE_HELP, attention_recipe_option, parse_yolo_args
 from attnyolo.console import make_console
 
 
@@ -59,12 +59,10 @@ def search_command(
     address: str | None = typer.Option(None, "--address", help="Ray address (default: a local instance)."),
     ray_cpus: int | None = typer.Option(None, "--ray-cpus", help="CPUs of the local Ray instance (default: all)."),
     confirm: bool = typer.Option(True, "--confirm/--no-confirm", help="Run the seeded confirmation grid."),
-    attention_recipe: list[str] = typer.Option(
-        [],
-        "--attention-recipe",
-        "-r",
-        help="Attention warm-up key=value (warmup_epochs=1, new_lr_scale=100); repeatable.",
-    ),
+    attention_recipe: str | None = typer.Option(None, "--attention-recipe", help=RECIPE_HELP["attention_recipe"]),
+    attention_warmup: int | None = typer.Option(None, "--attention-warmup", help=RECIPE_HELP["attention_warmup"]),
+    new_lr_scale: float | None = typer.Option(None, "--new-lr-scale", help=RECIPE_HELP["new_lr_scale"]),
+    gamma_lr_scale: float | None = typer.Option(None, "--gamma-lr-scale", help=RECIPE_HELP["gamma_lr_scale"]),
     freeze_epochs: int = typer.Option(0, "--freeze-epochs", help="Train only the new tensors for N epochs first."),
     identity_start: bool = typer.Option(True, "--identity-start/--no-identity-start", help="gamma = 0 start."),
     trust: bool = typer.Option(False, "--trust-checkpoint", help="Full pickle load of the base checkpoint."),
@@ -99,7 +97,10 @@ def search_command(
             "confirm": confirm,
             "identity_start": identity_start,
             "trust": trust,
-            "attention_recipe": parse_hparams(attention_recipe) or None,
+            # epochs are the rungs' (unknown here): the grid checks the warm-up against them
+            "attention_recipe": attention_recipe_option(
+                attention_recipe, None, attention_warmup, new_lr_scale, gamma_lr_scale
+            ),
             "freeze_epochs": freeze_epochs,
         }
     console = make_console()

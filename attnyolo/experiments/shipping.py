@@ -73,13 +73,16 @@ def check_name(name: object) -> str:
     return name
 
 
-def shipped(name: str) -> bool:
-    """Whether the run-folder file ``name`` (relative POSIX path) is packed (see :data:`LEFT_ON_WORKER`)."""
-    return not any(fnmatch.fnmatchcase(name, pattern) for pattern in LEFT_ON_WORKER)
+def shipped(name: str, left_on_worker: tuple[str, ...] = LEFT_ON_WORKER) -> bool:
+    """Whether the run-folder file ``name`` (relative POSIX path) is packed (not matched by ``left_on_worker``)."""
+    return not any(fnmatch.fnmatchcase(name, pattern) for pattern in left_on_worker)
 
 
-def pack_run(run_dir: str | os.PathLike) -> dict[str, bytes]:
+def pack_run(run_dir: str | os.PathLike, left_on_worker: tuple[str, ...] = LEFT_ON_WORKER) -> dict[str, bytes]:
     """The files of ``run_dir`` the driver needs, as ``{relative POSIX path: content}`` (sorted by path).
+
+    ``left_on_worker``: glob patterns of files not packed (default :data:`LEFT_ON_WORKER`, a finished grid run's;
+    a search ships ``last.pt`` too, as its runs continue from it after a kill).
 
     Regular files only: symbolic links (which could point anywhere on the worker) are not followed or packed.
 
@@ -95,7 +98,7 @@ def pack_run(run_dir: str | os.PathLike) -> dict[str, bytes]:
         for file in sorted(names):
             path = Path(folder, file)
             name = path.relative_to(root).as_posix()
-            if path.is_symlink() or not path.is_file() or not shipped(name):
+            if path.is_symlink() or not path.is_file() or not shipped(name, left_on_worker):
                 continue
             files[name] = path.read_bytes()
     return dict(sorted(files.items()))

@@ -40,7 +40,7 @@ from attnyolo.search import costs as search_costs
 from attnyolo.search.candidates import Candidate, SearchError, candidates, check_candidates
 from attnyolo.search.report import write_search_report
 from attnyolo.search.schedule import Schedule, plan
-from attnyolo.search.store import DB_NAME, SearchStore
+from attnyolo.search.store import DB_NAME, RUNS, SearchStore
 
 SEARCH_YAML = "search.yaml"
 CONFIRM = "confirm"
@@ -90,6 +90,11 @@ def confirmation_seeds(seeds: Any, rung_seed: int) -> Any:
     return seeds
 
 
+def lead_in(grid: Grid) -> int:
+    """Epochs each run trains before its rungs count: the attention warm-up or ``freeze_epochs`` (one at most)."""
+    return int(grid.attention_recipe.get("warmup_epochs") or 0) + int(grid.freeze_epochs or 0)
+
+
 def _plan_search(args: Mapping[str, Any]) -> tuple[list[Candidate], dict, Schedule, Grid, list[str]]:
     """Steps 1-3 of the module docstring: ``(candidates, costs by label, schedule, grid of survivors, survivors)``."""
     found = candidates(args["attention"], args["where"])
@@ -117,20 +122,23 @@ def _plan_search(args: Mapping[str, Any]) -> tuple[list[Candidate], dict, Schedu
         len(survivors), grace=args["grace"], eta=args["eta"], rung_count=args["rungs"],
         budget_epochs=args["budget_epochs"],
     )  # fmt: skip
-    grid = resolve(
-        {
-            "data": str(args["data"]),
-            "weights": None if args["weights"] is None else str(args["weights"]),
-            "model": args["model"],
-            "recipe": {**recipe, "epochs": schedule.max_epochs},
-            "seeds": confirmation_seeds(args["seeds"], args["seed"]),
-            "variants": [c.variant.as_dict() for c in survivors],
-            "identity_start": args["identity_start"],
-            "trust": args["trust"],
-            "freeze_epochs": args["freeze_epochs"],
-            "attention_recipe": args["attention_recipe"],
-        }
-    )
+    spec = {
+        "data": str(args["data"]),
+        "weights": None if args["weights"] is None else str(args["weights"]),
+        "model": args["model"],
+        "recipe": {**recipe, "epochs": schedule.max_epochs},
+        "seeds": confirmation_seeds(args["seeds"], args["seed"]),
+        "variants": [c.variant.as_dict() for c in survivors],
+        "identity_start": args["identity_start"],
+        "trust": args["trust"],
+        "freeze_epochs": args["freeze_epochs"],
+        # the rungs fine-tune as a new ablate grid does: the engaging default unless one is named
+        "attention_recipe": "default" if args["attention_recipe"] is None else args["attention_recipe"],
+    }
+    # the lead-in (attention warm-up or freeze_epochs) trains only the new tensors of a frozen base: every
+    # candidate scores the same there, so the rungs count the epochs after it (a long provisional run learns it)
+    lead = lead_in(resolve({**spec, "recipe": {**recipe, "epochs": schedule.max_epochs + 1000}}))
+    grid = resolve({**spec, "recipe": {**recipe, "epochs": schedule.max_epochs + lead}})
     return found, measured, schedule, grid, [c.label for c in survivors]
 
 
@@ -181,7 +189,7 @@ def search(
     identity_start: bool = True,
     trust: bool = False,
     freeze_epochs: int = 0,
-    attention_recipe: Mapping[str, Any] | None = None,
+    attention_recipe: str | Mapping[str, Any] | None = None,
     seed: int = 0,
     concurrency: int = 1,
     threads: int | None = None,
@@ -201,12 +209,15 @@ def search(
         out: the search folder (``search.sqlite``, ``runs/<candidate>``, ``tune/``, ``confirm/``, ``report.md``).
         recipe: Ultralytics training arguments of every run (not ``epochs``: the rungs set it).
         grace, eta, rungs: epochs of the first rung, the reduction factor, the number of rungs (default: what
-            ``budget_epochs`` allows, else 3); rung k trains ``grace * eta**k`` epochs.
+            ``budget_epochs`` allows, else 3); rung k is ``grace * eta**k`` epochs after the lead-in (the attention
+            warm-up or ``freeze_epochs``, which every run trains first: :func:`lead_in`).
         budget_epochs: total epochs over all candidates (once reached, no candidate goes past its first rung);
             budget_hours: wall hours of the rungs of one session (Ray Tune's ``time_budget_s``).
         top, seeds: candidates confirmed, and the confirmation grid's seeds (a count or a list).
         max_params, max_gflops_ratio, max_latency_ratio: cost limits applied before training (see
             :func:`attnyolo.search.costs.limits`).
+        identity_start, trust, freeze_epochs, attention_recipe: as the ``ablate`` grid keys (``attention_recipe``:
+            ``"default"``, ``"none"`` or a mapping; ``None``: the default with ``weights``).
         seed: the seed of every rung run (same data order for every candidate).
         concurrency, threads: candidates training at once, and torch threads (Ray CPUs) of each.
         address, ray_num_cpus, ray_timeout: Ray cluster address (``None``: a local instance of ``ray_num_cpus``).
@@ -218,7 +229,8 @@ def search(
     args = {k: v for k, v in locals().items() if k not in {"out", "console", "address", "ray_timeout", "resamples"}}
     args = {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in args.items()}
     args["recipe"] = dict(recipe or {})
-    args["attention_recipe"] = dict(attention_recipe) if attention_recipe else None
+    if isinstance(attention_recipe, Mapping):
+        args["attention_recipe"] = dict(attention_recipe)  # else default, none or None: the grid checks it
     folder = Path(out)
     _positive(concurrency, "concurrency")
     found, measured, schedule, grid, survivors = _plan_search(args)
@@ -229,6 +241,7 @@ def search(
                 "candidates": [c.label for c in found],
                 "rungs": list(schedule.rungs),
                 "eta": schedule.eta,
+                "lead_in": lead_in(grid),
                 "grid": grid.config(),
             }
         )
@@ -248,9 +261,12 @@ def search(
             ]
         )
         threads = threads or default_threads(concurrency)
-        run_rungs, train_candidate = _ray_tune_parts()
+        run_rungs, train_candidate, start_keeper, kill_actor = _ray_tune_parts()
         owned = ray_executor.init_ray(address, ray_num_cpus, ray_timeout)
+        keeper = None
         try:
+            ray_executor.check_fits(threads, ray_executor.ray_gpus({"config": grid.config()}))
+            token, keeper = start_keeper(folder / RUNS)
             failed = run_rungs(
                 store,
                 survivors,
@@ -262,6 +278,8 @@ def search(
                     "variants": {c.label: c.variant.as_dict() for c in found if c.label in survivors},
                     "seed": seed,
                     "threads": threads,
+                    "token": token,
+                    "lead_in": lead_in(grid),
                 },
                 concurrency=concurrency,
                 cpus_per_trial=threads,
@@ -270,13 +288,17 @@ def search(
                 budget_seconds=None if budget_hours is None else budget_hours * 3600,
             )
         finally:
+            if keeper is not None:
+                kill_actor(keeper)
             if owned:
                 ray_executor.shutdown()
         ranking = rank(store.rungs(), survivors)
         chosen = [r["label"] for r in ranking[:top]]
         analysis = None
         if confirm and chosen:
-            analysis = _confirm(folder, grid, found, chosen, address, ray_num_cpus, threads, resamples, console)
+            analysis = _confirm(
+                folder, grid, found, chosen, address, ray_num_cpus, concurrency, threads, resamples, console
+            )  # fmt: skip
         complete = analysis is not None or not confirm
         if complete:
             store.mark_finished()
@@ -287,14 +309,18 @@ def search(
 
 
 def _ray_tune_parts():
-    """``(run_rungs, train_candidate)``: imported here, not at the top, because Ray Tune is optional (the ``ray``
-    extra) and slow to import; ``import attnyolo`` (which exports :func:`search`) must need neither."""
+    """``(run_rungs, train_candidate, start_keeper, kill_actor)``: imported here, not at the top, because Ray Tune
+    is optional (the ``ray`` extra) and slow to import; ``import attnyolo`` (which exports :func:`search`) must need
+    neither."""
     try:
+        from ray import kill as kill_actor
+
+        from attnyolo.search.run_mirror import start_keeper
         from attnyolo.search.rungs import run_rungs
         from attnyolo.search.trainable import train_candidate
     except ImportError as e:
         raise SearchError(f"attnyolo search runs on Ray Tune ({e}): pip install 'attnyolo[ray]'") from None
-    return run_rungs, train_candidate
+    return run_rungs, train_candidate, start_keeper, kill_actor
 
 
 def _confirm(
@@ -304,19 +330,22 @@ def _confirm(
     chosen: list[str],
     address: str | None,
     ray_num_cpus: int | None,
+    concurrency: int,
     threads: int,
     resamples: int,
     console: Any,
 ) -> Analysis:
     """The top candidates against the control: an ordinary seeded ablate grid (same start, same recipe and epochs
-    as the last rung), and its report's verdicts."""
+    as the last rung), and its report's verdicts. On this machine it runs ``concurrency`` runs at once, as the rungs
+    did (local worker processes of ``threads`` torch threads each)."""
     by_label = {c.label: c for c in found}
     config = {**grid.config(), "variants": [by_label[label].variant.as_dict() for label in chosen]}
     config.pop("weights_sha256", None)  # resolve() computes it again
+    config["attention_recipe"] = dict(grid.attention_recipe) or "none"  # the rungs' own, never ablate's default
     executor = "ray" if address else "local"
     ablate(
         config, out=folder / CONFIRM, executor=executor, address=address, ray_num_cpus=ray_num_cpus,
-        threads=threads if executor == "ray" else None, console=console,
+        workers=concurrency if executor == "local" else 1, threads=threads, console=console,
     ).close()  # fmt: skip
     analysis, _, _ = write_report(folder / CONFIRM, resamples=resamples, gallery=0, progress=None)
     return analysis

@@ -47,6 +47,15 @@ def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
     return out
 
 
+def _lead_in_text(lead: int) -> str:
+    if not lead:
+        return ""
+    return (
+        f" (counted after a {lead}-epoch lead-in that every run trains first: the attention warm-up or frozen base, "
+        f"where the candidates barely differ; a run's epochs are {lead} + its rung's)"
+    )
+
+
 def rung_counts(rows: list[dict], schedule: Schedule) -> list[tuple[int, int, int | None]]:
     """``(epochs, candidates scored at the rung, how many of them went on to the next rung)`` per rung."""
     at = [{r["label"] for r in rows if r["rung"] == k} for k in range(len(schedule.rungs))]
@@ -122,7 +131,8 @@ def write_search_report(
         f"{len(candidates)} candidates ({', '.join(dict.fromkeys(c['attention'] for c in candidates))} × "
         f"{', '.join(dict.fromkeys(c['place'] for c in candidates))}) on `{args['data']}` from `{start}`, "
         f"recipe {config['grid']['recipe']}; Ray Tune's ASHA (asynchronous successive halving) with rungs at epochs "
-        f"{list(schedule.rungs)}, η = {schedule.eta}, every rung run with seed {args['seed']}.",
+        f"{list(schedule.rungs)}{_lead_in_text(config.get('lead_in', 0))}, η = {schedule.eta}, every rung run with "
+        f"seed {args['seed']}.",
         "",
         SINGLE_RUNS,
         "",

@@ -19,6 +19,8 @@ from typing import Any
 from attnyolo.search.candidates import SearchError
 
 DB_NAME = "search.sqlite"
+RUNS = "runs"
+"""``SEARCH_DIR/runs/<candidate>``: each candidate's Ultralytics run (on the driver's machine)."""
 SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE search (id INTEGER PRIMARY KEY CHECK (id = 1), config TEXT NOT NULL, created TEXT NOT NULL,

@@ -1,4 +1,4 @@
-"""Issue 23, item 2: `ablate --executor ray` on a worker that cannot see the driver's grid folder.
+"""Issue 23, item 2: `ablate --executor ray` and `search` on a worker that cannot see the driver's grid folder.
 
 The cluster: a head with no CPUs (the driver's side: no run can land there) and one worker node started inside its
 own mount namespace with a private tmpfs over the grid folder's parent, as a machine without a shared filesystem
@@ -14,12 +14,15 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from test_ray_cluster import NODE_START_TIMEOUT_S, RAY, _free_port, _node_ports, _stop, _wait_for
 
@@ -28,6 +31,8 @@ from attnyolo.experiments import valstats
 from attnyolo.experiments.shipping import GRID_MARKER, WORKER_DIR_ENV
 from attnyolo.experiments.store import ResultsStore
 from attnyolo.report import write_report
+from attnyolo.search.store import DB_NAME, SearchStore
+from attnyolo.search.trainable import finished_epochs
 
 pytestmark = pytest.mark.slow
 CLI = "import sys; from attnyolo.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -151,3 +156,56 @@ def test_runs_on_a_worker_without_the_driver_folder_reach_the_driver_and_the_rep
     text = md.read_text()
     assert "se@neck" in text and "no gallery" not in text  # the gallery read both runs' best.pt on the driver
     assert page.is_file()
+
+
+def _rungs(folder: Path) -> list[tuple]:
+    with SearchStore(folder) as store:
+        return [(r["label"], r["rung"], r["epoch"]) for r in store.rungs()]
+
+
+def _csv_epochs(run_dir: Path) -> list[int]:
+    lines = (run_dir / "results.csv").read_text().splitlines()[1:]
+    return [int(float(line.split(",")[0])) for line in lines if line.strip()]
+
+
+def test_a_search_on_a_worker_without_the_driver_folder_mirrors_its_runs_and_resumes_after_a_kill(
+    private_worker_cluster, default_data
+):
+    """Every candidate trains on the worker; the driver's OUT/runs/<candidate> receives each epoch before ASHA sees
+    its score. The driver is killed while the first candidate trains its second epoch; the same command then
+    continues it on the worker from the driver's copy (epoch 1 is not trained again), and the search ends."""
+    address, env, driver_parent, scratch = private_worker_cluster
+    folder = driver_parent / "search"
+    argv = ["search", "-a", "se", "-w", "neck,inside", "--weights", str(base_path()), "--data", str(default_data),
+            "--grace", "1", "--eta", "2", "--rungs", "2", "--no-confirm", "--address", address, "--threads", "1",
+            "--attention-recipe", "none",  # no lead-in: the run's epochs are the rungs' (test_search_tiny has one)
+            "-o", str(folder), "imgsz=64", "batch=16", "workers=0", "plots=False", "fraction=0.5"]  # fmt: skip
+    first = subprocess.Popen([sys.executable, "-c", CLI, *argv], env=env, start_new_session=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 600
+        while not (folder / DB_NAME).is_file() or not _rungs(folder):
+            assert first.poll() is None, first.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "no rung was recorded within 600 s"
+            time.sleep(0.2)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the driver and its CLI, mid-way through se@neck's second epoch
+        first.wait(60)
+    assert _rungs(folder) == [("se@neck", 0, 1)]
+    killed = folder / "runs" / "se@neck"
+    assert _csv_epochs(killed) == [1]  # the driver's copy holds the scored epoch, with a last.pt to go on from
+    assert torch.load(killed / "weights" / "last.pt", map_location="cpu", weights_only=False)["optimizer"] is not None
+
+    out = subprocess.run([sys.executable, "-c", CLI, *argv], env=env, capture_output=True, text=True, timeout=1200)
+    print(out.stdout[-3000:], out.stderr[-3000:])
+    assert out.returncode == 0, out.stderr[-3000:]
+
+    assert {("se@neck", 0, 1), ("se@neck", 1, 2), ("se@inside", 0, 1)} <= set(_rungs(folder))
+    assert _csv_epochs(killed) == [1, 2]  # epoch 1 trained once, in the first session; epoch 2 after the resume
+    assert finished_epochs(killed) == 2  # the driver's last.pt is the second epoch's: nothing left to train
+    args = yaml.safe_load((killed / "args.yaml").read_text())
+    token = (folder / "runs" / GRID_MARKER).read_text().strip()
+    assert args["save_dir"] == str(scratch / token / "runs" / "se@neck")  # trained on the worker's own disk
+    seen = _worker_sees(address, env, scratch / token / "runs", [folder])
+    assert seen["exists"] == {str(folder): False} and "se@neck" in seen["listing"]
+    assert "se@neck" in (folder / "report.md").read_text()

@@ -1,5 +1,6 @@
 """A tiny real search end to end on a local Ray instance (2 CPUs, no dashboard): 2 modules x 2 places fine-tuned from
-the embedded base checkpoint, 1-epoch rungs at imgsz 64, then the top 2 through a seeded ablate grid."""
+the embedded base checkpoint, 1-epoch rungs (after the 1-epoch attention warm-up) at imgsz 64, then the top 2
+through a seeded ablate grid."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
+from attnyolo.experiments.run_hosts.csv_rows import read_csv
 from attnyolo.search import search
+from attnyolo.search.trainable import MAP_KEY
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +47,17 @@ def test_a_tiny_search_records_every_rung_and_ends_with_verdicts(default_data, t
     kept = asha_keeps([first[label] for label in labels], eta=2)
     assert second == {label for label, k in zip(labels, kept, strict=True) if k}
     assert len(rows) == 4 + len(second)
+
+    # the rungs count after the default recipe's 1-epoch attention warm-up: rung 0 is the run's epoch 2 (the first
+    # epoch of the whole model), rung 1 its epoch 3; the confirmation trains the same recipe for the same 3 epochs
+    stored = yaml.safe_load((out / "search.yaml").read_text())
+    assert stored["lead_in"] == 1 and stored["grid"]["attention_recipe"]["warmup_epochs"] == 1
+    for label, _, epoch, score in rows:
+        csv = {int(r["epoch"]): r for r in read_csv(out / "runs" / label / "results.csv")}
+        assert score == pytest.approx(csv[epoch + 1][MAP_KEY], abs=1e-5)  # results.csv keeps 5 digits
+    confirm_grid = yaml.safe_load((out / "confirm" / "grid.yaml").read_text())
+    assert confirm_grid["attention_recipe"] == stored["grid"]["attention_recipe"]
+    assert confirm_grid["recipe"]["epochs"] == 3
 
     # the top 2 went through a seeded grid against the control: 3 variants x 2 seeds, all done
     assert len(result.top) == 2 and result.top == [r["label"] for r in result.ranking[:2]]

@@ -31,7 +31,6 @@ def planned(default_data, **kwargs):
     [
         ({}, 1),  # the default recipe's one-epoch attention warm-up
         ({"attention_recipe": {"warmup_epochs": 2, "new_lr_scale": 100}}, 2),
-        ({"attention_recipe": "none"}, 0),
         ({"attention_recipe": "none", "freeze_epochs": 3}, 3),
     ],
 )

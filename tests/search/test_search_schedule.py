@@ -4,6 +4,8 @@ when its score is at least the 1 - 1/eta quantile of the scores recorded there b
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from fake_trainable import fake_trainable
 
@@ -15,14 +17,14 @@ from attnyolo.search.store import SearchStore
 pytestmark = pytest.mark.slow  # starts Ray (trains nothing: the trainable is a stand-in)
 
 
-def run_fake(folder, scores: dict[str, float], schedule, **kwargs) -> dict[str, list[int]]:
+def run_fake(folder, scores: dict[str, float], schedule, sleep: float = 0.0, **kwargs) -> dict[str, list[int]]:
     """Run the stand-in over ``scores`` (in their order); return ``label -> epochs of the rungs it reached``."""
     store = SearchStore.create(folder, {"test": True})
     store.add_candidates(
         [{"label": k, "position": i, "attention": k, "place": "neck", "params": 0, "added_params": 0, "gflops": 0.0,
           "gflops_ratio": 1.0} for i, k in enumerate(scores)]
     )  # fmt: skip
-    config = {"search_dir": str(folder), "scores": scores, "max_epochs": schedule.max_epochs}
+    config = {"search_dir": str(folder), "scores": scores, "max_epochs": schedule.max_epochs, "sleep": sleep}
     run_rungs(store, list(scores), schedule, fake_trainable, config, **kwargs)
     reached: dict[str, list[int]] = {k: [] for k in scores}
     for row in store.rungs():
@@ -68,6 +70,34 @@ def test_the_epoch_budget_lets_no_candidate_past_its_first_rung(local_ray, tmp_p
     reached = run_fake(tmp_path / "budget", scores, schedule, budget_epochs=3)
     assert reached == {"a": [1, 2], "b": [1], "c": [1], "d": [1]}
     assert len((tmp_path / "budget" / "trained.log").read_text().split()) == 2 * 5  # 5 epochs trained
+
+
+def test_the_wall_clock_budget_ends_the_rungs_early_and_keeps_what_was_scored(local_ray, tmp_path):
+    # 3 candidates that tie (all go on) over rungs 1, 2, 4: 12 epochs of 1 s each; a 4 s budget (Ray Tune's
+    # time_budget_s) ends the session long before, without an error, and every score reported by then is recorded
+    scores = {"a": 0.5, "b": 0.5, "c": 0.5}
+    schedule = plan(3, grace=1, eta=2, rung_count=3)
+    started = time.monotonic()
+    reached = run_fake(tmp_path / "s", scores, schedule, budget_seconds=4, sleep=1.0)
+    assert time.monotonic() - started < 60
+    log = tmp_path / "s" / "trained.log"
+    trained = log.read_text().splitlines() if log.is_file() else []
+    assert len(trained) < 12  # the whole plan would train 12 epochs
+    for label, epochs in reached.items():  # a recorded rung was trained (up to its epoch) before the budget ran out
+        assert all(f"{label} {e}" in trained for e in epochs)
+
+
+def test_two_candidates_at_once_score_every_first_rung_and_train_no_epoch_twice(local_ray, tmp_path):
+    # concurrency 2 on the 2-CPU instance: which candidates go on depends on arrival order (ASHA is asynchronous),
+    # but every candidate gets its first rung, a rung is recorded only for an epoch trained, and none twice
+    scores = {"a": 0.6, "b": 0.9, "c": 0.7, "d": 0.8}
+    schedule = plan(4, grace=1, eta=2, rung_count=2)
+    reached = run_fake(tmp_path / "s", scores, schedule, sleep=0.5, concurrency=2)
+    trained = (tmp_path / "s" / "trained.log").read_text().splitlines()
+    assert len(trained) == len(set(trained))
+    assert all(epochs[:1] == [1] for epochs in reached.values())
+    assert all(f"{label} {e}" in trained for label, epochs in reached.items() for e in epochs)
+    assert 4 < sum(len(e) for e in reached.values()) < 8  # someone went on (the first arrival always does), not all
 
 
 def test_planned_epochs_by_hand():

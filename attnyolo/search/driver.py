@@ -233,6 +233,12 @@ def search(
         args["attention_recipe"] = dict(attention_recipe)  # else default, none or None: the grid checks it
     folder = Path(out)
     _positive(concurrency, "concurrency")
+    if isinstance(address, str) and address.strip().lower().startswith("ray://"):
+        # the keeper of the run folders lives on the driver's node: a Ray Client driver has none in the cluster
+        raise SearchError(
+            f"--address {address}: a search's driver must run on a node of the cluster (Ray Client, ray://, is not "
+            "supported): run attnyolo search on the head node with --address auto or HEAD_IP:6379"
+        )
     found, measured, schedule, grid, survivors = _plan_search(args)
     config = json.loads(
         json.dumps(

@@ -109,10 +109,10 @@ def _val_counts(data) -> tuple[int, int]:
 
 
 @pytest.mark.slow
-def test_tiny_grid_on_yolov5(tmp_path, default_data, base3):
+def test_tiny_grid_on_yolov5(tmp_path, small_data, base3):
     """baseline + se@neck, 1 seed, 1 epoch at 64 px from a YOLOv5-written base: the store, val_stats and report."""
     folder = tmp_path / "grid"
-    store = ablate(_grid(default_data, weights=str(base3)), out=folder)
+    store = ablate(_grid(small_data, weights=str(base3)), out=folder)
     done, failed = store.runs("done"), store.runs("failed")
     grid = store.grid()
     store.close()
@@ -123,7 +123,7 @@ def test_tiny_grid_on_yolov5(tmp_path, default_data, base3):
     assert grid["config"]["host"] == "yolov5"
 
     ap_per_class = code().module("utils.metrics").ap_per_class
-    n_images, n_boxes = _val_counts(default_data)
+    n_images, n_boxes = _val_counts(small_data)
     for row in done:
         assert row["versions"]["yolov5"].startswith("7.0")
         assert row["config"]["val"]["command"].startswith("attnyolo yolov5 val --weights runs/")
@@ -132,7 +132,7 @@ def test_tiny_grid_on_yolov5(tmp_path, default_data, base3):
         stats = valstats.load(folder / row["val_stats"])
         assert set(stats) == set(valstats.KEYS) and stats["tp"].shape[1] == 10
         assert len(stats["images"]) == n_images and len(stats["target_cls"]) == n_boxes
-        assert list(stats["names"]) == list(check_data(default_data)["names"].values())
+        assert list(stats["names"]) == list(check_data(small_data)["names"].values())
         # mAP recomputed from the arrays with YOLOv5's own ap_per_class is the stored mAP
         *_, ap, _classes = ap_per_class(stats["tp"], stats["conf"], stats["pred_cls"], stats["target_cls"], names={})
         assert float(ap.mean()) == pytest.approx(row["map50_95"], abs=1e-9)

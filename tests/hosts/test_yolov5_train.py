@@ -27,7 +27,7 @@ def cli(*argv: str, cwd: Path) -> str:
     return proc.stdout + proc.stderr
 
 
-def test_insert_transfer_train_val_export_reload(tmp_path, default_data):
+def test_insert_transfer_train_val_export_reload(tmp_path, small_data):
     cli("yolov5", "yaml", "yolov5n", "-o", "yolov5n.yaml", cwd=tmp_path)
     cli("insert", "yolov5n.yaml", "cbam", "--where", "neck", "-o", "yolov5n-cbam.yaml", cwd=tmp_path)
     cli("yolov5", "init", "yolov5n.yaml", "--nc", "3", "-o", "yolov5n.pt", cwd=tmp_path)
@@ -39,7 +39,7 @@ def test_insert_transfer_train_val_export_reload(tmp_path, default_data):
         "--weights",
         "start.pt",
         "--data",
-        str(default_data),
+        str(small_data),
         "epochs=1",
         *common,
         f"project={tmp_path / 'runs'}",
@@ -63,7 +63,7 @@ def test_insert_transfer_train_val_export_reload(tmp_path, default_data):
         "--weights",
         str(best),
         "--data",
-        str(default_data),
+        str(small_data),
         *common,
         f"project={tmp_path / 'runs'}",
         "name=val",

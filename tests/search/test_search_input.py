@@ -55,6 +55,8 @@ def run_search(tmp_path, default_data, **kwargs):
         ({"top": 0}, "top (candidates confirmed) must be an integer > 0, got 0"),
         ({"where": "inside,backbone,top"}, "unknown placement 'top'"),
         ({"model": None}, "give exactly one start"),
+        ({"address": "ray://head:10001"}, "--address ray://head:10001: a search's driver must run on a node"),
+        ({"concurrency": 0}, "concurrency must be an integer > 0, got 0"),
     ],
 )
 def test_bad_search_input_is_one_line_before_anything_is_written(tmp_path, default_data, kwargs, message):

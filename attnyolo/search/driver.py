@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +30,13 @@ import yaml
 
 from attnyolo.atomic import write_atomically
 from attnyolo.data.check import check_data
+from attnyolo.errors import AttnYoloError
 from attnyolo.experiments import ray_executor
 from attnyolo.experiments.driver import ablate
 from attnyolo.experiments.executors import default_threads
 from attnyolo.experiments.grid import Grid, differences, resolve
 from attnyolo.finetune import load_base
+from attnyolo.finetune.recipe import recipe_from
 from attnyolo.report import Analysis, write_report
 from attnyolo.search import costs as search_costs
 from attnyolo.search.candidates import Candidate, SearchError, candidates, check_candidates
@@ -90,9 +92,20 @@ def confirmation_seeds(seeds: Any, rung_seed: int) -> Any:
     return seeds
 
 
-def lead_in(grid: Grid) -> int:
-    """Epochs each run trains before its rungs count: the attention warm-up or ``freeze_epochs`` (one at most)."""
-    return int(grid.attention_recipe.get("warmup_epochs") or 0) + int(grid.freeze_epochs or 0)
+def lead_in(attention_recipe: Any, weights: str | None, freeze_epochs: int) -> int:
+    """Epochs each run trains before its rungs count: the attention warm-up or ``freeze_epochs`` (one at most).
+
+    During it only the new tensors train on a frozen base, where the candidates barely differ. The recipe is read
+    for a long run (the default's warm-up needs 2 epochs; a search's runs are the lead-in plus at least one);
+    a bad value counts 0 here and is named by the grid's resolve.
+    """
+    if weights is None:
+        return 0  # from scratch: nothing is new to a base (the grid refuses a recipe or freezing)
+    try:
+        recipe = recipe_from(attention_recipe, None, freeze_epochs)
+    except AttnYoloError:
+        return 0
+    return (recipe.warmup_epochs if recipe is not None else 0) + int(freeze_epochs or 0)
 
 
 def _plan_search(args: Mapping[str, Any]) -> tuple[list[Candidate], dict, Schedule, Grid, list[str]]:
@@ -122,23 +135,22 @@ def _plan_search(args: Mapping[str, Any]) -> tuple[list[Candidate], dict, Schedu
         len(survivors), grace=args["grace"], eta=args["eta"], rung_count=args["rungs"],
         budget_epochs=args["budget_epochs"],
     )  # fmt: skip
-    spec = {
-        "data": str(args["data"]),
-        "weights": None if args["weights"] is None else str(args["weights"]),
-        "model": args["model"],
-        "recipe": {**recipe, "epochs": schedule.max_epochs},
-        "seeds": confirmation_seeds(args["seeds"], args["seed"]),
-        "variants": [c.variant.as_dict() for c in survivors],
-        "identity_start": args["identity_start"],
-        "trust": args["trust"],
-        "freeze_epochs": args["freeze_epochs"],
-        # the rungs fine-tune as a new ablate grid does: the engaging default unless one is named
-        "attention_recipe": "default" if args["attention_recipe"] is None else args["attention_recipe"],
-    }
-    # the lead-in (attention warm-up or freeze_epochs) trains only the new tensors of a frozen base: every
-    # candidate scores the same there, so the rungs count the epochs after it (a long provisional run learns it)
-    lead = lead_in(resolve({**spec, "recipe": {**recipe, "epochs": schedule.max_epochs + 1000}}))
-    grid = resolve({**spec, "recipe": {**recipe, "epochs": schedule.max_epochs + lead}})
+    chosen = "default" if args["attention_recipe"] is None else args["attention_recipe"]  # as a new ablate grid
+    schedule = replace(schedule, lead_in=lead_in(chosen, args["weights"], args["freeze_epochs"]))
+    grid = resolve(
+        {
+            "data": str(args["data"]),
+            "weights": None if args["weights"] is None else str(args["weights"]),
+            "model": args["model"],
+            "recipe": {**recipe, "epochs": schedule.run_epochs},
+            "seeds": confirmation_seeds(args["seeds"], args["seed"]),
+            "variants": [c.variant.as_dict() for c in survivors],
+            "identity_start": args["identity_start"],
+            "trust": args["trust"],
+            "freeze_epochs": args["freeze_epochs"],
+            "attention_recipe": chosen,
+        }
+    )
     return found, measured, schedule, grid, [c.label for c in survivors]
 
 
@@ -247,7 +259,7 @@ def search(
                 "candidates": [c.label for c in found],
                 "rungs": list(schedule.rungs),
                 "eta": schedule.eta,
-                "lead_in": lead_in(grid),
+                "lead_in": schedule.lead_in,
                 "grid": grid.config(),
             }
         )
@@ -271,7 +283,8 @@ def search(
         owned = ray_executor.init_ray(address, ray_num_cpus, ray_timeout)
         keeper = None
         try:
-            ray_executor.check_fits(threads, ray_executor.ray_gpus({"config": grid.config()}))
+            gpus = ray_executor.ray_gpus({"config": grid.config()})
+            ray_executor.check_fits(threads, gpus)
             token, keeper = start_keeper(folder / RUNS)
             failed = run_rungs(
                 store,
@@ -285,11 +298,11 @@ def search(
                     "seed": seed,
                     "threads": threads,
                     "token": token,
-                    "lead_in": lead_in(grid),
+                    "lead_in": schedule.lead_in,
                 },
                 concurrency=concurrency,
                 cpus_per_trial=threads,
-                gpus_per_trial=ray_executor.ray_gpus({"config": grid.config()}),
+                gpus_per_trial=gpus,
                 budget_epochs=budget_epochs,
                 budget_seconds=None if budget_hours is None else budget_hours * 3600,
             )

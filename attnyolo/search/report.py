@@ -131,7 +131,7 @@ def write_search_report(
         f"{len(candidates)} candidates ({', '.join(dict.fromkeys(c['attention'] for c in candidates))} × "
         f"{', '.join(dict.fromkeys(c['place'] for c in candidates))}) on `{args['data']}` from `{start}`, "
         f"recipe {config['grid']['recipe']}; Ray Tune's ASHA (asynchronous successive halving) with rungs at epochs "
-        f"{list(schedule.rungs)}{_lead_in_text(config.get('lead_in', 0))}, η = {schedule.eta}, every rung run with "
+        f"{list(schedule.rungs)}{_lead_in_text(schedule.lead_in)}, η = {schedule.eta}, every rung run with "
         f"seed {args['seed']}.",
         "",
         SINGLE_RUNS,

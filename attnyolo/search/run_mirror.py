@@ -12,11 +12,10 @@ the driver starts on its own node, which writes it into ``SEARCH_DIR/runs/<candi
 - after every epoch, once Ultralytics has validated it and saved ``last.pt``, and before that epoch's score is
   reported to ASHA, the worker sends the run folder (:func:`attnyolo.experiments.shipping.pack_run`, ``last.pt``
   included: the resume needs it), so a score ASHA saw is never missing from the driver's folder. Ray Tune ends a
-  trial at the report that stops it (ASHA's cut, or the last rung), so this per-epoch copy is the record; a trial
-  that outlives its last report sends its folder once more and removes the worker's copy.
+  trial at the report that stops it (ASHA's cut, or the last rung), so this per-epoch copy is the whole record.
 
-A stopped trial's folder stays on its worker (a few MB in the temporary folder, :data:`shipping.WORKER_DIR_ENV`),
-replaced by the driver's copy if the candidate trains there again.
+A trial's folder stays on its worker (a few MB in the temporary folder, :data:`shipping.WORKER_DIR_ENV`), replaced
+by the driver's copy if the candidate trains there again.
 
 Only Ray's object store carries the files; ``SEARCH_DIR/tune`` (Ray Tune's ``storage_path``) needs no sharing either
 (a search reports no Ray Tune checkpoints).
@@ -68,31 +67,32 @@ def start_keeper(runs_dir: Path) -> tuple[str, object]:
 
     token = shipping.grid_token(runs_dir)
     here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
-    options = {"name": keeper_name(token), "namespace": NAMESPACE, "scheduling_strategy": here}
+    keeper = ray.remote(num_cpus=0)(RunKeeper).options(
+        name=keeper_name(token), namespace=NAMESPACE, scheduling_strategy=here
+    )
     try:
-        actor = ray.remote(num_cpus=0)(RunKeeper).options(**options).remote(str(runs_dir.resolve()))
+        actor = keeper.remote(str(runs_dir.resolve()))
     except ValueError:  # the keeper of a killed session of this search, not yet gone with its driver
         ray.kill(ray.get_actor(keeper_name(token), namespace=NAMESPACE))
-        actor = ray.remote(num_cpus=0)(RunKeeper).options(**options).remote(str(runs_dir.resolve()))
+        actor = keeper.remote(str(runs_dir.resolve()))
     ray.get(actor.ready.remote(), timeout=KEEPER_TIMEOUT_S)  # up before any trial asks for it by name
     return token, actor
 
 
 @dataclass
 class RunPlace:
-    """Where a trial trains its candidate: ``runs_dir`` (``run_dir = runs_dir / label``); ``sync``, called after
-    each epoch, and ``finish``, when training ended (both no-ops when ``runs_dir`` is the driver's own)."""
+    """Where a trial trains its candidate: ``runs_dir`` (``run_dir = runs_dir / label``), and ``sync``, called after
+    each epoch (a no-op when ``runs_dir`` is the driver's own)."""
 
     runs_dir: Path
     sync: Callable[[], None]
-    finish: Callable[[], None]
 
 
 def place_run(search_runs: Path, token: str | None, label: str) -> RunPlace:
     """The worker's side: the driver's ``search_runs`` when this worker sees it (or no ``token`` was given), else
     this worker's own folder, filled with the driver's copy of the run and mirrored back after every epoch."""
     if token is None or shipping.sees_driver_folder(search_runs, token):
-        return RunPlace(search_runs, lambda: None, lambda: None)
+        return RunPlace(search_runs, lambda: None)
     keeper = ray.get_actor(keeper_name(token), namespace=NAMESPACE)
     runs_dir = shipping.worker_grid_dir(token) / "runs"
     run_dir = runs_dir / shipping.check_run_id(label)
@@ -107,8 +107,4 @@ def place_run(search_runs: Path, token: str | None, label: str) -> RunPlace:
             ray.get(keeper.take.remote(label, shipping.pack_run(run_dir, SEARCH_LEFT_ON_WORKER)),
                     timeout=KEEPER_TIMEOUT_S)  # fmt: skip
 
-    def finish() -> None:
-        sync()
-        shutil.rmtree(run_dir, ignore_errors=True)  # the driver holds it all; a stopped trial's stays until reused
-
-    return RunPlace(runs_dir, sync, finish)
+    return RunPlace(runs_dir, sync)

@@ -27,10 +27,17 @@ MAX_RUNGS = 10
 
 @dataclass(frozen=True)
 class Schedule:
-    """The rungs (epochs at which ASHA decides) and the reduction factor."""
+    """The rungs (epochs at which ASHA decides), the reduction factor, and the lead-in: the epochs every run trains
+    before the rungs count (the attention warm-up or ``freeze_epochs``; see :func:`attnyolo.search.driver.lead_in`)."""
 
     rungs: tuple[int, ...]
     eta: int
+    lead_in: int = 0
+
+    @property
+    def run_epochs(self) -> int:
+        """Epochs of a run that reaches the last rung (and of each confirmation run): the lead-in, then the rungs."""
+        return self.lead_in + self.rungs[-1]
 
     @property
     def max_epochs(self) -> int:

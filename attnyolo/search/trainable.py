@@ -75,9 +75,8 @@ def report(epoch: int, map50_95: float, map50: float | None, replayed: bool, lea
 def train_candidate(config: dict[str, Any]) -> None:
     """Ray Tune function trainable. ``config``: ``label`` (the candidate), ``search_dir``, ``grid`` (the resolved
     grid config whose ``recipe.epochs`` is the lead-in plus the last rung), ``variants`` (label -> variant dict),
-    ``seed``, ``threads``, ``lead_in`` (epochs before the rungs count, :func:`attnyolo.search.driver.lead_in`),
-    ``token`` (the search folder's, :mod:`attnyolo.search.run_mirror`; ``None``: the driver's folder is always
-    seen)."""
+    ``seed``, ``threads``, ``lead_in`` (epochs before the rungs count, ``Schedule.lead_in``), ``token`` (the search
+    folder's, :mod:`attnyolo.search.run_mirror`; ``None``: the driver's folder is always seen)."""
     if config.get("threads"):
         torch.set_num_threads(int(config["threads"]))
     label = config["label"]
@@ -118,7 +117,6 @@ def train_candidate(config: dict[str, Any]) -> None:
                 exist_ok=True,
                 **grid.recipe,
             )
-        place.finish()  # the finished run: last.pt without its optimiser marks it done
     finally:
         start_pt.unlink(missing_ok=True)
 

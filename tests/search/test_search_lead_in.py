@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from attnyolo.cli.app import main
+from attnyolo.experiments.grid import GridError
 from attnyolo.search import driver
 from attnyolo.search import trainable as search_trainable
-from attnyolo.search.driver import lead_in
 
 BASE = Path(__file__).resolve().parents[2] / "attnyolo" / "data" / "base_yolov8n_bccd.safetensors"
 
@@ -37,13 +37,21 @@ def planned(default_data, **kwargs):
 def test_every_run_is_the_lead_in_plus_the_last_rung(default_data, kwargs, lead):
     schedule, grid = planned(default_data, **kwargs)
     assert schedule.rungs == (1, 2)
-    assert lead_in(grid) == lead
-    assert grid.recipe["epochs"] == 2 + lead  # the confirmation grid trains as long as the last rung's runs
+    assert schedule.lead_in == lead
+    # the grid's own recipe agrees: the warm-up it resolved (or the freezing) is the lead-in
+    assert int(grid.attention_recipe.get("warmup_epochs") or 0) + grid.freeze_epochs == lead
+    assert grid.recipe["epochs"] == schedule.run_epochs == 2 + lead  # the confirmation trains as long as the runs
 
 
 def test_a_search_from_a_model_yaml_has_no_lead_in(default_data):
-    _, grid = planned(default_data, weights=None, model="yolov8n.yaml")
-    assert lead_in(grid) == 0 and grid.recipe["epochs"] == 2
+    schedule, grid = planned(default_data, weights=None, model="yolov8n.yaml")
+    assert schedule.lead_in == 0 and grid.recipe["epochs"] == 2 and grid.attention_recipe == {}
+
+
+def test_a_bad_recipe_is_named_by_the_grid_in_one_line(default_data):
+    with pytest.raises(GridError) as e:
+        planned(default_data, attention_recipe={"warmup": 1})
+    assert str(e.value).startswith("attention_recipe: unknown keys ['warmup']") and "\n" not in str(e.value)
 
 
 def test_the_lead_in_epochs_are_not_reported_and_the_rest_count_after_it(monkeypatch):
